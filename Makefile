@@ -1,0 +1,56 @@
+# csrdesk: `make run` starts the help desk on its embedded defaults, `make test` runs the tests.
+# Both install redis-server with apt-get when it is missing (as root), or say the exact command to run.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+REDIS_PORT ?= 6391
+VAR        := $(CURDIR)/var
+BIN        := $(CURDIR)/bin/csrdesk
+
+.PHONY: run test bench lint build redis-server clean
+
+build:
+	go build -o $(BIN) ./cmd/csrdesk
+
+# redis-server: install it when missing and we are root; otherwise stop with the command to run.
+redis-server:
+	@if ! command -v redis-server >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing redis-server with apt-get"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	  else \
+	    echo "redis-server is missing; install it with:  sudo apt-get install -y redis-server" >&2; exit 1; \
+	  fi; \
+	fi
+
+# run: a project-local Redis (port $(REDIS_PORT), data in var/redis, AOF on) unless CSRDESK_REDIS_URL points
+# elsewhere, then csrdesk serve. Ctrl-C stops both.
+run: redis-server build
+	@if [ -z "$${CSRDESK_REDIS_URL:-}" ]; then \
+	  mkdir -p $(VAR)/redis; \
+	  if ! redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1; then \
+	    redis-server --port $(REDIS_PORT) --bind 127.0.0.1 --dir $(VAR)/redis --appendonly yes \
+	      --appendfsync everysec --maxmemory-policy noeviction --daemonize yes \
+	      --pidfile $(VAR)/redis/redis.pid --logfile $(VAR)/redis/redis.log; \
+	    for i in $$(seq 50); do redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1 && break; sleep 0.1; done; \
+	    trap 'redis-cli -p $(REDIS_PORT) shutdown >/dev/null 2>&1 || true' EXIT; \
+	  fi; \
+	  export CSRDESK_REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0; \
+	fi; \
+	$(BIN) serve
+
+test: redis-server
+	go test -race -count=1 ./...
+
+# bench: knowledge base load-and-index time and memory, per-query latency (p50, p99) and throughput on one core.
+bench:
+	go test -run '^$$' -bench . -benchmem -cpu 1 ./faq/
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	go vet ./...
+	go tool staticcheck ./...
+
+clean:
+	rm -rf bin

@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+
+	"csrdesk/faq"
+)
+
+// config is csrdesk's configuration, read from the environment. The README's table lists every variable.
+type config struct {
+	RedisURL  string
+	HTTPAddr  string
+	PublicURL string
+	FAQDir    string
+	FAQ       faq.Config
+	LogFormat string
+	LogLevel  slog.Level
+}
+
+func parseConfig(getenv func(string) string) (config, error) {
+	c := config{
+		RedisURL:  "redis://127.0.0.1:6379/0",
+		HTTPAddr:  "127.0.0.1:8080",
+		FAQ:       faq.DefaultConfig(),
+		LogFormat: "text",
+	}
+	var errs []string
+	str := func(name string, dst *string) {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			*dst = v
+		}
+	}
+	score := func(name string, dst *float64) {
+		v := strings.TrimSpace(getenv(name))
+		if v == "" {
+			return
+		}
+		f, err := strconv.ParseFloat(v, 64)
+		if err != nil || f < 0 || f > 1 {
+			errs = append(errs, fmt.Sprintf("%s=%q: want a number from 0 to 1", name, v))
+			return
+		}
+		*dst = f
+	}
+	str("CSRDESK_REDIS_URL", &c.RedisURL)
+	str("CSRDESK_HTTP_ADDR", &c.HTTPAddr)
+	str("CSRDESK_PUBLIC_URL", &c.PublicURL)
+	str("CSRDESK_FAQ_DIR", &c.FAQDir)
+	score("CSRDESK_FAQ_ANSWER", &c.FAQ.Answer)
+	score("CSRDESK_FAQ_MARGIN", &c.FAQ.Margin)
+	score("CSRDESK_FAQ_SUGGEST", &c.FAQ.Suggest)
+	score("CSRDESK_FAQ_HUMAN", &c.FAQ.Human)
+	str("CSRDESK_LOG_FORMAT", &c.LogFormat)
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Sprintf("CSRDESK_LOG_FORMAT=%q: want text or json", c.LogFormat))
+	}
+	if v := getenv("CSRDESK_LOG_LEVEL"); v != "" {
+		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
+			errs = append(errs, fmt.Sprintf("CSRDESK_LOG_LEVEL=%q: want debug, info, warn or error", v))
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Sprintf("CSRDESK_HTTP_ADDR=%q: want host:port", c.HTTPAddr))
+	}
+	if c.FAQ.Suggest > c.FAQ.Answer {
+		errs = append(errs, "CSRDESK_FAQ_SUGGEST must not be above CSRDESK_FAQ_ANSWER")
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.HTTPAddr
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if len(errs) > 0 {
+		return c, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
+	}
+	return c, nil
+}

@@ -1,0 +1,25 @@
+// Command csrdesk is the CSR help desk and dissemination mailer: `csrdesk serve` runs it all; the other
+// subcommands administer the knowledge base (and, later, subscribers and campaigns).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		var ec exitCode
+		if !errors.As(err, &ec) {
+			fmt.Fprintln(os.Stderr, "csrdesk:", err)
+		}
+		os.Exit(exitStatus(err))
+	}
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+const usage = `csrdesk: CSR help desk and dissemination mailer
+
+Usage:
+  csrdesk serve                       run the help desk (HTTP server) on Redis
+  csrdesk faq check [DIR]             validate a knowledge base folder (default: the embedded one)
+  csrdesk faq ask [--lang xx] [--json] "question"
+                                      show the matcher's decision for a question
+  csrdesk faq eval [--calibrate] FILE score the matcher on a labelled question set
+
+Configuration comes from CSRDESK_* environment variables (see README.md).
+`
+
+// exitCode is an error that only sets the exit status: what went wrong was already printed.
+type exitCode int
+
+func (e exitCode) Error() string { return fmt.Sprintf("exit status %d", int(e)) }
+
+func exitStatus(err error) int {
+	var ec exitCode
+	if errors.As(err, &ec) {
+		return int(ec)
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		return 2
+	}
+	return 1
+}
+
+// usageError is a mistake in the command line.
+type usageError string
+
+func (e usageError) Error() string { return string(e) }
+
+// run is csrdesk without its process: tests call it with their own arguments, environment and output.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	cfg, err := parseConfig(getenv)
+	if err != nil {
+		return err
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, cfg, args[1:], stderr)
+	case "faq":
+		return faqCommand(cfg, args[1:], stdout, stderr)
+	}
+	return usageError(fmt.Sprintf("unknown command %q (try csrdesk help)", args[0]))
+}
+
+// parseFlags parses flags that may come before, between or after the positional arguments, and returns the
+// positional ones.
+func parseFlags(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(io.Discard)
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, usageError(fmt.Sprintf("%s: %v", fs.Name(), err))
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+		if pos[len(pos)-1] == "--" {
+			return append(pos[:len(pos)-1], args...), nil
+		}
+	}
+}
+
+func join(args []string) string { return strings.Join(args, " ") }

@@ -1,0 +1,133 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+	"unicode/utf8"
+
+	"csrdesk/faq"
+	"csrdesk/internal/rdb"
+)
+
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.LogLevel}
+	if cfg.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs the help desk until ctx is done: the knowledge base (reloaded when its files change or on SIGHUP),
+// the Redis connection and the HTTP server.
+func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) error {
+	if len(args) > 0 {
+		return usageError("serve takes no arguments; configure it with CSRDESK_* variables")
+	}
+	log := newLogger(cfg, stderr)
+	kb, err := faq.Open(cfg.FAQDir, cfg.FAQ, log)
+	if err != nil {
+		return err
+	}
+	rc, err := rdb.Open(ctx, cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           newMux(kb, func(ctx context.Context) error { return rc.Ping(ctx).Err() }),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = kb.Reload() // an invalid base is logged; the last good one keeps serving
+			}
+		}
+	}()
+	go func() {
+		if err := kb.Watch(ctx); err != nil {
+			log.Warn("knowledge base will not reload on its own", "err", err)
+		}
+	}()
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	log.Info("csrdesk serving", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "redis", rdb.Redact(cfg.RedisURL),
+		"entries", len(kb.Matcher().Base().Entries))
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// maxQuestion is the longest question the API takes, in bytes.
+const maxQuestion = 4000
+
+func newMux(kb *faq.Live, ping func(context.Context) error) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := ping(ctx); err != nil {
+			http.Error(w, "redis unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok\n")
+	})
+	// GET /api/faq/ask?q=...&lang=xx: the matcher's decision, as csrdesk faq ask --json prints it.
+	mux.HandleFunc("GET /api/faq/ask", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query().Get("q")
+		if len(q) > maxQuestion || !utf8.ValidString(q) {
+			writeJSON(w, http.StatusBadRequest, map[string]string{"error": fmt.Sprintf("q must be UTF-8 text of at most %d bytes", maxQuestion)})
+			return
+		}
+		var hint faq.Lang
+		if l := r.URL.Query().Get("lang"); l != "" {
+			var ok bool
+			if hint, ok = faq.ParseLang(l); !ok {
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": "lang must be one of en, de, it, fr, es"})
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, toJSON(kb.Matcher().Match(q, hint)))
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}

@@ -1,0 +1,161 @@
+package faq
+
+import (
+	"strings"
+	"unicode"
+
+	"github.com/blevesearch/bleve/v2/analysis"
+	"github.com/blevesearch/bleve/v2/analysis/char/asciifolding"
+	"github.com/blevesearch/bleve/v2/analysis/lang/de"
+	"github.com/blevesearch/bleve/v2/analysis/lang/en"
+	"github.com/blevesearch/bleve/v2/analysis/lang/es"
+	"github.com/blevesearch/bleve/v2/analysis/lang/fr"
+	"github.com/blevesearch/bleve/v2/analysis/lang/it"
+	"github.com/blevesearch/bleve/v2/analysis/token/stop"
+)
+
+// MaxQuery is how much of a question the matcher reads, in bytes. Chat questions are far shorter; the cap keeps a
+// pasted megabyte from costing more than a normal question.
+const MaxQuery = 2000
+
+// foldPhrase lower-cases s, folds accents to ASCII (people often type without them) and turns everything but
+// letters and digits into single spaces.
+func foldPhrase(s string) string {
+	if len(s) > MaxQuery {
+		s = s[:MaxQuery]
+	}
+	folded := asciifolding.New().Filter([]byte(s))
+	var b strings.Builder
+	b.Grow(len(folded))
+	space := true
+	for _, r := range string(folded) {
+		switch {
+		case unicode.IsLetter(r) || unicode.IsDigit(r):
+			b.WriteRune(unicode.ToLower(r))
+			space = false
+		case !space:
+			b.WriteByte(' ')
+			space = true
+		}
+	}
+	return strings.TrimSpace(b.String())
+}
+
+// analyzer turns text in one language into index terms: stop words dropped, words stemmed. The stop lists and
+// stemmers are bleve's (Snowball); the stop words are accent-folded like the text.
+type analyzer struct {
+	stop    analysis.TokenMap
+	filters []analysis.TokenFilter
+}
+
+func newAnalyzer(lang Lang) *analyzer {
+	var words []byte
+	a := &analyzer{stop: analysis.NewTokenMap()}
+	switch lang {
+	case "en":
+		words = en.EnglishStopWords
+		a.filters = []analysis.TokenFilter{en.NewEnglishStemmerFilter()}
+	case "de":
+		words = de.GermanStopWords
+		// Umlauts typed as ae, oe, ue become plain vowels, as the folded umlauts do.
+		a.filters = []analysis.TokenFilter{de.NewGermanNormalizeFilter(), de.NewGermanStemmerFilter()}
+	case "it":
+		words = it.ItalianStopWords
+		a.filters = []analysis.TokenFilter{it.NewItalianStemmerFilter()}
+	case "fr":
+		words = fr.FrenchStopWords
+		a.filters = []analysis.TokenFilter{fr.NewFrenchStemmerFilter()}
+	case "es":
+		words = es.SpanishStopWords
+		a.filters = []analysis.TokenFilter{es.NewSpanishStemmerFilter()}
+	}
+	raw := analysis.NewTokenMap()
+	if err := raw.LoadBytes(words); err != nil {
+		panic(err) // bleve's own lists: cannot fail
+	}
+	for w := range raw {
+		if f := foldPhrase(w); f != "" && !strings.Contains(f, " ") {
+			a.stop.AddToken(f)
+		}
+	}
+	a.filters = append([]analysis.TokenFilter{stop.NewStopTokensFilter(a.stop)}, a.filters...)
+	return a
+}
+
+// word is one word of a text: its folded surface form and its term (stem). Synonyms keep their canonical term.
+type word struct {
+	surface string
+	term    string
+}
+
+// words splits folded text into words, replaces synonyms by their canonical term, drops stop words and single
+// letters, and stems the rest.
+func (a *analyzer) words(folded string, syn *synonyms) []word {
+	fields := strings.Fields(folded)
+	var out []word
+	var keep []bool // synonyms are kept as they are; other words only if the filters keep them
+	var stream analysis.TokenStream
+	for i := 0; i < len(fields); {
+		if canon, n := syn.match(fields[i:]); n > 0 {
+			out = append(out, word{surface: canon, term: canon})
+			keep = append(keep, true)
+			i += n
+			continue
+		}
+		f := fields[i]
+		i++
+		if len(f) < 2 && !isDigit(f) {
+			continue
+		}
+		stream = append(stream, &analysis.Token{Term: []byte(f), Start: len(out)})
+		out = append(out, word{surface: f})
+		keep = append(keep, false)
+	}
+	for _, filter := range a.filters {
+		stream = filter.Filter(stream)
+	}
+	// Tokens that survived the filters carry their index in out; the rest were stop words.
+	for _, t := range stream {
+		out[t.Start].term = string(t.Term)
+		keep[t.Start] = true
+	}
+	j := 0
+	for i, w := range out {
+		if keep[i] {
+			out[j] = w
+			j++
+		}
+	}
+	return out[:j]
+}
+
+func isDigit(s string) bool { return s != "" && s[0] >= '0' && s[0] <= '9' }
+
+// synonyms replaces words and phrases by a canonical term, longest phrase first.
+type synonyms struct {
+	phrases  map[string]string
+	maxWords int
+}
+
+func newSynonyms(m map[string]string) *synonyms {
+	s := &synonyms{phrases: m}
+	for k := range m {
+		if n := strings.Count(k, " ") + 1; n > s.maxWords {
+			s.maxWords = n
+		}
+	}
+	return s
+}
+
+// match returns the canonical term of the longest synonym at the start of fields, and how many fields it spans.
+func (s *synonyms) match(fields []string) (string, int) {
+	if s == nil {
+		return "", 0
+	}
+	for n := min(s.maxWords, len(fields)); n > 0; n-- {
+		if canon, ok := s.phrases[strings.Join(fields[:n], " ")]; ok {
+			return canon, n
+		}
+	}
+	return "", 0
+}

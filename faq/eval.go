@@ -1,0 +1,227 @@
+package faq
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// Case is one labelled question of an evaluation set.
+type Case struct {
+	Line     int
+	Lang     Lang
+	Expect   string // an entry id, ExpectNone or ExpectHuman
+	Question string
+}
+
+// Labels for questions that no entry should answer.
+const (
+	ExpectNone  = "none"  // out of scope: must not be answered
+	ExpectHuman = "human" // a request for a person: must escalate
+)
+
+// ParseEval reads an evaluation set: a header line, then "lang<TAB>expect<TAB>question" lines; # starts a
+// comment. name is used in error messages. Expected entries must exist in b.
+func ParseEval(r io.Reader, name string, b *Base) ([]Case, error) {
+	var cases []Case
+	var errs []string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 1024*1024)
+	n := 0
+	header := false
+	for sc.Scan() {
+		n++
+		line := strings.TrimRight(sc.Text(), "\r")
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if !header {
+			header = true
+			if line != "lang\texpect\tquestion" {
+				errs = append(errs, fmt.Sprintf("%s:%d: the first line must be the header lang<TAB>expect<TAB>question", name, n))
+			}
+			continue
+		}
+		f := strings.Split(line, "\t")
+		if len(f) != 3 {
+			errs = append(errs, fmt.Sprintf("%s:%d: want 3 tab-separated fields, got %d", name, n, len(f)))
+			continue
+		}
+		lang, ok := ParseLang(f[0])
+		if !ok || string(lang) != f[0] {
+			errs = append(errs, fmt.Sprintf("%s:%d: unknown language %q", name, n, f[0]))
+			continue
+		}
+		if f[1] != ExpectNone && f[1] != ExpectHuman && b.Entry(f[1]) == nil {
+			errs = append(errs, fmt.Sprintf("%s:%d: no entry %q in the knowledge base", name, n, f[1]))
+			continue
+		}
+		cases = append(cases, Case{Line: n, Lang: lang, Expect: f[1], Question: f[2]})
+	}
+	if err := sc.Err(); err != nil {
+		errs = append(errs, fmt.Sprintf("%s:%d: %v", name, n+1, err))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%s", strings.Join(errs, "\n"))
+	}
+	if len(cases) == 0 {
+		return nil, fmt.Errorf("%s: no questions", name)
+	}
+	return cases, nil
+}
+
+// Outcome is the matcher's result for one case.
+type Outcome struct {
+	Case
+	Got  Result
+	Rank int    // 1-based rank of the expected entry, 0 if it was not ranked
+	Top  string // the best-ranked entry, "" if none
+}
+
+// Correct reports whether the decision is right for the case: the expected entry answered, nothing answered for
+// an out-of-scope question, an escalation for a request for a person.
+func (o Outcome) Correct() bool {
+	switch o.Expect {
+	case ExpectNone:
+		return o.Got.Decision != Answer
+	case ExpectHuman:
+		return o.Got.Decision == Escalate && o.Got.Reason == ReasonHuman
+	default:
+		return o.Got.Decision == Answer && o.Got.Entry.ID == o.Expect
+	}
+}
+
+// Report summarises an evaluation.
+type Report struct {
+	Outcomes []Outcome
+	Config   Config
+}
+
+// LangStats are the figures for the in-scope questions of one language.
+type LangStats struct {
+	Lang      Lang
+	N         int
+	Top1      int     // expected entry ranked first
+	RR        float64 // sum of reciprocal ranks
+	Answered  int     // answered with the expected entry
+	Wrong     int     // answered with another entry
+	Suggested int     // expected entry among the suggestions
+}
+
+// Evaluate runs every case through m. The case's language is not given to the matcher as a hint: chat apps often
+// report another language than the one typed.
+func Evaluate(m *Matcher, cases []Case) *Report {
+	rep := &Report{Config: m.cfg}
+	for _, c := range cases {
+		res, r := m.match(c.Question, "")
+		o := Outcome{Case: c, Got: res}
+		if len(r.ranked) > 0 {
+			o.Top = r.ranked[0].Entry.ID
+		}
+		for i, s := range r.ranked {
+			if s.Entry.ID == c.Expect {
+				o.Rank = i + 1
+				break
+			}
+		}
+		rep.Outcomes = append(rep.Outcomes, o)
+	}
+	return rep
+}
+
+// ByLang returns the in-scope figures per language, then the total.
+func (rep *Report) ByLang() []LangStats {
+	var out []LangStats
+	total := LangStats{Lang: "all"}
+	for _, lang := range Langs {
+		s := LangStats{Lang: lang}
+		for _, o := range rep.Outcomes {
+			if o.Lang != lang || o.Expect == ExpectNone || o.Expect == ExpectHuman {
+				continue
+			}
+			s.N++
+			if o.Rank == 1 {
+				s.Top1++
+			}
+			if o.Rank > 0 {
+				s.RR += 1 / float64(o.Rank)
+			}
+			switch o.Got.Decision {
+			case Answer:
+				if o.Got.Entry.ID == o.Expect {
+					s.Answered++
+				} else {
+					s.Wrong++
+				}
+			case Suggest:
+				for _, sg := range o.Got.Suggestions {
+					if sg.Entry.ID == o.Expect {
+						s.Suggested++
+					}
+				}
+			}
+		}
+		total.N += s.N
+		total.Top1 += s.Top1
+		total.RR += s.RR
+		total.Answered += s.Answered
+		total.Wrong += s.Wrong
+		total.Suggested += s.Suggested
+		out = append(out, s)
+	}
+	return append(out, total)
+}
+
+// Rejection returns how many out-of-scope questions were not answered, and how many there were.
+func (rep *Report) Rejection() (ok, n int) { return rep.count(ExpectNone) }
+
+// HumanRecall returns how many requests for a person escalated as such, and how many there were.
+func (rep *Report) HumanRecall() (ok, n int) { return rep.count(ExpectHuman) }
+
+func (rep *Report) count(expect string) (ok, n int) {
+	for _, o := range rep.Outcomes {
+		if o.Expect == expect {
+			n++
+			if o.Correct() {
+				ok++
+			}
+		}
+	}
+	return ok, n
+}
+
+func pct(a, b int) float64 {
+	if b == 0 {
+		return 0
+	}
+	return 100 * float64(a) / float64(b)
+}
+
+// Print writes the report as a table, then the misses.
+func (rep *Report) Print(w io.Writer) {
+	c := rep.Config
+	fmt.Fprintf(w, "thresholds: answer %.2f  margin %.2f  suggest %.2f  human %.2f\n\n", c.Answer, c.Margin, c.Suggest, c.Human)
+	fmt.Fprintf(w, "%-4s %5s %7s %6s %9s %8s %10s\n", "lang", "n", "top-1", "MRR", "answered", "wrong", "suggested")
+	for _, s := range rep.ByLang() {
+		fmt.Fprintf(w, "%-4s %5d %6.1f%% %6.3f %8.1f%% %7.1f%% %9.1f%%\n", s.Lang, s.N, pct(s.Top1, s.N),
+			s.RR/float64(max(s.N, 1)), pct(s.Answered, s.N), pct(s.Wrong, s.N), pct(s.Suggested, s.N))
+	}
+	ok, n := rep.Rejection()
+	fmt.Fprintf(w, "\nout of scope not answered: %d/%d (%.1f%%)\n", ok, n, pct(ok, n))
+	ok, n = rep.HumanRecall()
+	fmt.Fprintf(w, "requests for a person escalated: %d/%d (%.1f%%)\n", ok, n, pct(ok, n))
+	fmt.Fprintf(w, "\nmisses (line: lang expected -> decision [top entry, score]: question):\n")
+	for _, o := range rep.Outcomes {
+		if o.Correct() {
+			continue
+		}
+		got := string(o.Got.Decision)
+		if o.Got.Decision == Answer {
+			got += " " + o.Got.Entry.ID
+		} else if o.Got.Reason != "" {
+			got += " (" + o.Got.Reason + ")"
+		}
+		fmt.Fprintf(w, "  %d: %s %s -> %s [%s %.2f]: %s\n", o.Line, o.Lang, o.Expect, got, o.Top, o.Got.Score, o.Question)
+	}
+}

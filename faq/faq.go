@@ -1,0 +1,114 @@
+// Package faq is the help desk's knowledge base and its matcher.
+//
+// A Base is loaded from a folder of YAML files (embedded in the binary, or a directory on disk given by
+// CSRDESK_FAQ_DIR) and validated as a whole: one bad file rejects the whole base, and every problem is reported
+// as file:line. A Matcher indexes a Base and decides, for a question in any of the five languages, whether to
+// answer, suggest a few entries, or escalate to staff. Live keeps the last good Matcher serving while the files
+// are edited.
+package faq
+
+import (
+	"embed"
+	"io/fs"
+	"time"
+)
+
+//go:embed kb
+var embedded embed.FS
+
+// Embedded returns the knowledge base shipped in the binary.
+func Embedded() fs.FS {
+	sub, err := fs.Sub(embedded, "kb")
+	if err != nil {
+		panic(err) // the path is a constant: this cannot fail at run time
+	}
+	return sub
+}
+
+// Lang is a language the help desk speaks, as an ISO 639-1 code.
+type Lang string
+
+// Langs are the help desk's languages, in the order answers are written.
+var Langs = []Lang{"en", "de", "it", "fr", "es"}
+
+// ParseLang returns the Lang for a code such as "de" or "de-AT", and false if it is not one of Langs.
+func ParseLang(code string) (Lang, bool) {
+	if len(code) >= 2 {
+		c := Lang(lower2(code[:2]))
+		for _, l := range Langs {
+			if l == c {
+				return l, true
+			}
+		}
+	}
+	return "", false
+}
+
+func lower2(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
+}
+
+// Entry is one question of the knowledge base with its answer in every language.
+type Entry struct {
+	ID       string
+	Topic    string
+	Reviewed time.Time
+	Sources  []string
+	Related  []string
+	// Todo says what the platform owner still has to fill in; empty when the entry is complete.
+	Todo string
+	Text map[Lang]Text
+	// File is the entry's path inside the knowledge base folder.
+	File string
+}
+
+// Text is an entry in one language.
+type Text struct {
+	Questions []string
+	Answer    string
+}
+
+// In returns the entry's text in lang, or in English when lang is missing.
+func (e *Entry) In(lang Lang) Text {
+	if t, ok := e.Text[lang]; ok {
+		return t
+	}
+	return e.Text["en"]
+}
+
+// Topic groups entries for browsing.
+type Topic struct {
+	ID   string
+	Name map[Lang]string
+}
+
+// Base is a validated knowledge base.
+type Base struct {
+	Entries []*Entry // sorted by id
+	Topics  []Topic  // in the order of topics.yaml
+	// Synonyms maps a word or phrase (lower case, accents folded) to the term it stands for.
+	Synonyms map[string]string
+	// Handoff holds, per language, the ways people ask for a person.
+	Handoff map[Lang][]string
+	byID    map[string]*Entry
+}
+
+// Entry returns the entry with the given id, or nil.
+func (b *Base) Entry(id string) *Entry { return b.byID[id] }
+
+// TopicEntries returns the entries of a topic, sorted by id.
+func (b *Base) TopicEntries(topic string) []*Entry {
+	var out []*Entry
+	for _, e := range b.Entries {
+		if e.Topic == topic {
+			out = append(out, e)
+		}
+	}
+	return out
+}

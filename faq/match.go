@@ -1,0 +1,538 @@
+package faq
+
+import (
+	"math"
+	"slices"
+	"strings"
+
+	"github.com/abadojack/whatlanggo"
+)
+
+// Decision is what the help desk does with a question.
+type Decision string
+
+const (
+	Answer   Decision = "answer"   // confident: answer with the entry
+	Suggest  Decision = "suggest"  // likely: offer up to three entries to choose from
+	Escalate Decision = "escalate" // nothing fits, or the person asked for a human
+)
+
+// Reasons for an escalation.
+const (
+	ReasonHuman   = "human"    // the person asked for a human
+	ReasonNoMatch = "no_match" // no entry fits well enough
+	ReasonEmpty   = "empty"    // nothing in the question to go on
+)
+
+// Config holds the matcher's thresholds. Scores are cosine similarities in [0, 1]. The defaults were calibrated on
+// the evaluation set with `csrdesk faq eval --calibrate`.
+type Config struct {
+	Answer  float64 // the best entry's score must reach this to answer...
+	Margin  float64 // ...and lead the second best by this much
+	Suggest float64 // entries scoring at least this are offered as suggestions
+	Human   float64 // a request for a person scoring at least this escalates
+}
+
+// DefaultConfig returns the calibrated thresholds.
+func DefaultConfig() Config {
+	return Config{Answer: 0.5, Margin: 0.05, Suggest: 0.3, Human: 0.6}
+}
+
+// MaxSuggestions is how many entries a suggestion offers.
+const MaxSuggestions = 3
+
+// Scored is an entry with its score for a question.
+type Scored struct {
+	Entry *Entry
+	Score float64
+}
+
+// Result is the matcher's decision for a question.
+type Result struct {
+	Decision Decision
+	Reason   string // why it escalated
+	Lang     Lang   // the language to reply in
+	Entry    *Entry // the answer, when Decision is Answer
+	Score    float64
+	// Suggestions are the entries to offer: the choices when suggesting, further reading when answering.
+	Suggestions []Scored
+}
+
+// Matcher ranks the entries of a Base for a question. It is safe for concurrent use.
+type Matcher struct {
+	base    *Base
+	cfg     Config
+	syn     *synonyms
+	indexes []*index // one per language, in the order of Langs
+	handoff int32    // the unit number of the handoff phrasings: one past the last entry
+}
+
+// NewMatcher indexes a base.
+func NewMatcher(b *Base, cfg Config) *Matcher {
+	m := &Matcher{base: b, cfg: cfg, syn: newSynonyms(b.Synonyms), handoff: int32(len(b.Entries))}
+	for _, lang := range Langs {
+		var texts []unitText
+		for i, e := range b.Entries {
+			t := e.Text[lang]
+			for _, q := range t.Questions {
+				texts = append(texts, unitText{unit: int32(i), text: q, weight: 1})
+			}
+			texts = append(texts, unitText{unit: int32(i), text: t.Answer, weight: answerWeight})
+		}
+		for _, q := range b.Handoff[lang] {
+			texts = append(texts, unitText{unit: m.handoff, text: q, weight: 1})
+		}
+		m.indexes = append(m.indexes, buildIndex(newAnalyzer(lang), m.syn, texts, len(b.Entries)+1))
+	}
+	return m
+}
+
+// Base returns the knowledge base the matcher was built from.
+func (m *Matcher) Base() *Base { return m.base }
+
+// Config returns the matcher's thresholds.
+func (m *Matcher) Config() Config { return m.cfg }
+
+// WithConfig returns a matcher over the same index with other thresholds.
+func (m *Matcher) WithConfig(cfg Config) *Matcher {
+	c := *m
+	c.cfg = cfg
+	return &c
+}
+
+// ranking is the outcome of scoring one question.
+type ranking struct {
+	ranked  []Scored // best first
+	handoff float64  // how much the question reads as a request for a person
+	lang    Lang     // the language whose index matched best
+	empty   bool     // no word of the question survived analysis
+}
+
+// rank scores every entry for question. Entries are scored in every language's index and keep their best score,
+// so a question in one language still finds an entry through the acronyms and terms it shares with another.
+func (m *Matcher) rank(question string, prefer Lang) ranking {
+	folded := foldPhrase(question)
+	scores := make([]float64, len(m.base.Entries)+1)
+	r := ranking{empty: true, lang: prefer}
+	best := -1.0
+	for _, li := range langOrder(prefer) {
+		ix := m.indexes[li]
+		q := ix.query(folded, m.syn)
+		if len(q.terms) == 0 {
+			continue
+		}
+		r.empty = false
+		top := ix.score(q, scores)
+		if top > best {
+			best, r.lang = top, Langs[li]
+		}
+	}
+	r.handoff = scores[m.handoff]
+	for i, e := range m.base.Entries {
+		if scores[i] > 0 {
+			r.ranked = append(r.ranked, Scored{Entry: e, Score: scores[i]})
+		}
+	}
+	slices.SortFunc(r.ranked, func(a, b Scored) int {
+		if a.Score != b.Score {
+			if a.Score > b.Score {
+				return -1
+			}
+			return 1
+		}
+		return strings.Compare(a.Entry.ID, b.Entry.ID)
+	})
+	return r
+}
+
+// langOrder lists the language indexes with prefer first, then English, so that ties go to them.
+func langOrder(prefer Lang) []int {
+	order := make([]int, 0, len(Langs))
+	add := func(l Lang) {
+		for i, x := range Langs {
+			if x == l && !slices.Contains(order, i) {
+				order = append(order, i)
+			}
+		}
+	}
+	add(prefer)
+	for _, l := range Langs {
+		add(l)
+	}
+	return order
+}
+
+// Rank returns up to k entries for question, best first, with their scores.
+func (m *Matcher) Rank(question string, k int) []Scored {
+	r := m.rank(question, "en").ranked
+	return r[:min(k, len(r))]
+}
+
+// Match decides what to do with a question. hint is the language the person's chat app reports, or "".
+func (m *Matcher) Match(question string, hint Lang) Result {
+	res, _ := m.match(question, hint)
+	return res
+}
+
+func (m *Matcher) match(question string, hint Lang) (Result, ranking) {
+	// The reply language: the question's own when it is clear, else the chat app's, else the language whose
+	// phrasings matched best.
+	detected, reliable := detectLang(question)
+	prefer := hint
+	if reliable {
+		prefer = detected
+	}
+	if prefer == "" {
+		prefer = "en"
+	}
+	r := m.rank(question, prefer)
+	res := Result{Lang: prefer}
+	if !reliable && hint == "" && !r.empty {
+		res.Lang = r.lang
+	}
+	m.decide(r, &res)
+	return res, r
+}
+
+// decide fills in the decision for a ranking with the matcher's thresholds.
+func (m *Matcher) decide(r ranking, res *Result) {
+	switch {
+	case r.empty:
+		res.Decision, res.Reason = Escalate, ReasonEmpty
+		return
+	case r.handoff >= m.cfg.Human:
+		res.Decision, res.Reason, res.Score = Escalate, ReasonHuman, r.handoff
+		return
+	}
+	var s1, s2 float64
+	if len(r.ranked) > 0 {
+		s1 = r.ranked[0].Score
+	}
+	if len(r.ranked) > 1 {
+		s2 = r.ranked[1].Score
+	}
+	res.Score = s1
+	switch {
+	case s1 >= m.cfg.Answer && s1-s2 >= m.cfg.Margin:
+		res.Decision, res.Entry = Answer, r.ranked[0].Entry
+		res.Suggestions = m.suggestions(r.ranked[1:])
+	case s1 >= m.cfg.Suggest:
+		res.Decision = Suggest
+		res.Suggestions = m.suggestions(r.ranked)
+	default:
+		res.Decision, res.Reason = Escalate, ReasonNoMatch
+	}
+}
+
+// suggestions returns the first entries of ranked that reach the suggestion threshold, at most MaxSuggestions.
+func (m *Matcher) suggestions(ranked []Scored) []Scored {
+	var out []Scored
+	for _, s := range ranked {
+		if s.Score < m.cfg.Suggest || len(out) == MaxSuggestions {
+			break
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+var detectOptions = whatlanggo.Options{Whitelist: map[whatlanggo.Lang]bool{
+	whatlanggo.Eng: true, whatlanggo.Deu: true, whatlanggo.Ita: true, whatlanggo.Fra: true, whatlanggo.Spa: true,
+}}
+
+var fromWhatlang = map[whatlanggo.Lang]Lang{
+	whatlanggo.Eng: "en", whatlanggo.Deu: "de", whatlanggo.Ita: "it", whatlanggo.Fra: "fr", whatlanggo.Spa: "es",
+}
+
+// detectLang guesses the language of a question; reliable is false for text too short or mixed to tell.
+func detectLang(question string) (Lang, bool) {
+	if len(question) > MaxQuery {
+		question = question[:MaxQuery]
+	}
+	info := whatlanggo.DetectWithOptions(question, detectOptions)
+	l, ok := fromWhatlang[info.Lang]
+	return l, ok && info.IsReliable()
+}
+
+// The weight of an entry's answer text relative to its phrasings of the question: an answer mentions many
+// things it is not about.
+const answerWeight = 0.6
+
+type unitText struct {
+	unit   int32 // entry number, or the handoff unit
+	text   string
+	weight float64
+}
+
+// index is one language's inverted index over the phrasings (and answers) of every entry. Each text is a
+// document: a TF-IDF vector, normalised; a question's score for an entry is its best cosine similarity with one
+// of the entry's documents.
+type index struct {
+	an       *analyzer
+	terms    map[string]int32
+	idf      []float64
+	postings [][]posting
+	docs     []docInfo
+	surface  map[string]string  // folded word as written -> its term, for typo correction
+	deletes  map[string][]string // a word with one letter deleted -> the words it came from
+	unknown  float64            // the weight of a word the index has never seen
+}
+
+type posting struct {
+	doc int32
+	w   float64 // the term's weight in the normalised document vector
+}
+
+type docInfo struct {
+	unit   int32
+	weight float64
+}
+
+func buildIndex(an *analyzer, syn *synonyms, texts []unitText, units int) *index {
+	ix := &index{an: an, terms: map[string]int32{}, surface: map[string]string{}, deletes: map[string][]string{}}
+	docTerms := make([][]string, len(texts))
+	df := map[string]map[int32]bool{}
+	for i, t := range texts {
+		for _, w := range an.words(foldPhrase(t.text), syn) {
+			docTerms[i] = append(docTerms[i], w.term)
+			if df[w.term] == nil {
+				df[w.term] = map[int32]bool{}
+			}
+			df[w.term][t.unit] = true
+			if _, ok := ix.surface[w.surface]; !ok {
+				ix.surface[w.surface] = w.term
+				ix.addDeletes(w.surface)
+			}
+		}
+	}
+	// Terms get ids in sorted order so that the index is the same on every build.
+	sorted := make([]string, 0, len(df))
+	for term := range df {
+		sorted = append(sorted, term)
+	}
+	slices.Sort(sorted)
+	maxIDF := 0.0
+	for _, term := range sorted {
+		ix.terms[term] = int32(len(ix.idf))
+		idf := math.Log(1 + float64(units)/float64(len(df[term])))
+		ix.idf = append(ix.idf, idf)
+		maxIDF = max(maxIDF, idf)
+	}
+	ix.unknown = maxIDF * unknownWeight
+	ix.postings = make([][]posting, len(ix.idf))
+	for i, terms := range docTerms {
+		tf := map[int32]float64{}
+		for _, term := range terms {
+			tf[ix.terms[term]]++
+		}
+		norm := 0.0
+		for id, n := range tf {
+			w := (1 + math.Log(n)) * ix.idf[id]
+			tf[id] = w
+			norm += w * w
+		}
+		if norm == 0 {
+			continue
+		}
+		norm = math.Sqrt(norm)
+		doc := int32(len(ix.docs))
+		ix.docs = append(ix.docs, docInfo{unit: texts[i].unit, weight: texts[i].weight})
+		for id, w := range tf {
+			ix.postings[id] = append(ix.postings[id], posting{doc: doc, w: w / norm})
+		}
+	}
+	return ix
+}
+
+// unknownWeight scales the weight of a word that is in no entry, relative to the rarest known word. Such words make
+// a question less like every entry: off-topic questions are mostly made of them.
+const unknownWeight = 0.7
+
+// minFuzzy is the shortest word that typo correction touches: short words have too many neighbours.
+const minFuzzy = 4
+
+func (ix *index) addDeletes(w string) {
+	if len(w) < minFuzzy {
+		return
+	}
+	for _, d := range deletes1(w) {
+		if !slices.Contains(ix.deletes[d], w) {
+			ix.deletes[d] = append(ix.deletes[d], w)
+		}
+	}
+}
+
+// deletes1 returns w with each one of its letters left out.
+func deletes1(w string) []string {
+	out := make([]string, 0, len(w))
+	for i := range len(w) {
+		out = append(out, w[:i]+w[i+1:])
+	}
+	return out
+}
+
+type queryVec struct {
+	terms []int32
+	w     []float64
+	norm  float64 // includes the weight of unknown words
+}
+
+// query analyses a folded question into a weighted vector of the index's terms. A word the index does not know is
+// corrected to a known word one or two typos away, or split into two known words (German compounds); failing
+// that, it only adds to the vector's length.
+func (ix *index) query(folded string, syn *synonyms) queryVec {
+	var q queryVec
+	add := func(id int32, w float64) {
+		for i, t := range q.terms {
+			if t == id {
+				q.w[i] += w
+				return
+			}
+		}
+		q.terms = append(q.terms, id)
+		q.w = append(q.w, w)
+	}
+	unknown := 0.0
+	for _, w := range ix.an.words(folded, syn) {
+		if id, ok := ix.terms[w.term]; ok {
+			add(id, ix.idf[id])
+			continue
+		}
+		if term, ok := ix.correct(w.surface); ok {
+			id := ix.terms[term]
+			add(id, ix.idf[id]*typoWeight)
+			continue
+		}
+		if a, b, ok := ix.split(w.surface); ok {
+			add(ix.terms[a], ix.idf[ix.terms[a]]*typoWeight)
+			add(ix.terms[b], ix.idf[ix.terms[b]]*typoWeight)
+			continue
+		}
+		unknown += ix.unknown * ix.unknown
+	}
+	if len(q.terms) == 0 {
+		return queryVec{}
+	}
+	norm := unknown
+	for _, w := range q.w {
+		norm += w * w
+	}
+	q.norm = math.Sqrt(norm)
+	return q
+}
+
+// typoWeight discounts words the matcher had to correct.
+const typoWeight = 0.8
+
+// correct finds the known word closest to w: one edit away for short words, two for long ones.
+func (ix *index) correct(w string) (string, bool) {
+	if len(w) < minFuzzy || isDigit(w) {
+		return "", false
+	}
+	maxDist := 1
+	if len(w) >= 8 {
+		maxDist = 2
+	}
+	best, bestDist := "", maxDist+1
+	try := func(key string) {
+		for _, cand := range ix.deletes[key] {
+			if d := osaDistance(w, cand, bestDist); d < bestDist || (d == bestDist && cand < best) {
+				best, bestDist = cand, d
+			}
+		}
+	}
+	try(w)
+	for _, d := range deletes1(w) {
+		try(d)
+		if _, ok := ix.surface[d]; ok && len(d) >= minFuzzy {
+			if dist := 1; dist < bestDist || (dist == bestDist && d < best) {
+				best, bestDist = d, dist
+			}
+		}
+		if maxDist == 2 {
+			for _, dd := range deletes1(d) {
+				try(dd)
+			}
+		}
+	}
+	if best == "" || bestDist > maxDist {
+		return "", false
+	}
+	return ix.surface[best], true
+}
+
+// split breaks a compound such as "nachhaltigkeitsbericht" into two known words, allowing a linking s.
+func (ix *index) split(w string) (string, string, bool) {
+	if len(w) < 2*minFuzzy {
+		return "", "", false
+	}
+	for i := len(w) - minFuzzy; i >= minFuzzy; i-- {
+		right, ok := ix.surface[w[i:]]
+		if !ok {
+			continue
+		}
+		left, ok := ix.surface[w[:i]]
+		if !ok && w[i-1] == 's' {
+			left, ok = ix.surface[w[:i-1]]
+		}
+		if ok {
+			return left, right, true
+		}
+	}
+	return "", "", false
+}
+
+// osaDistance is the optimal-string-alignment edit distance (insertions, deletions, substitutions and
+// transpositions of neighbours) between a and b, or limit when it is at least limit.
+func osaDistance(a, b string, limit int) int {
+	if d := len(a) - len(b); d >= limit || -d >= limit {
+		return limit
+	}
+	prev2 := make([]int, len(b)+1)
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		rowMin := cur[0]
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				cur[j] = min(cur[j], prev2[j-2]+1)
+			}
+			rowMin = min(rowMin, cur[j])
+		}
+		if rowMin >= limit {
+			return limit
+		}
+		prev2, prev, cur = prev, cur, prev2
+	}
+	return min(prev[len(b)], limit)
+}
+
+// score adds the question's cosine similarity with each document into a per-document sum, then keeps each unit's
+// best document in scores (across calls, so that languages compete). It returns the best score it saw.
+func (ix *index) score(q queryVec, scores []float64) float64 {
+	dots := make(map[int32]float64, 64)
+	for i, id := range q.terms {
+		for _, p := range ix.postings[id] {
+			dots[p.doc] += p.w * q.w[i]
+		}
+	}
+	best := 0.0
+	for doc, dot := range dots {
+		d := ix.docs[doc]
+		s := dot / q.norm * d.weight
+		if s > scores[d.unit] {
+			scores[d.unit] = s
+		}
+		best = max(best, s)
+	}
+	return best
+}

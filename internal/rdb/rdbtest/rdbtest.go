@@ -1,0 +1,132 @@
+// Package rdbtest starts a real redis-server for a test binary. Tests never talk to an imitation of Redis.
+//
+//	var redisSrv *rdbtest.Server
+//
+//	func TestMain(m *testing.M) {
+//		redisSrv = rdbtest.MustStart()
+//		code := m.Run()
+//		redisSrv.Stop()
+//		os.Exit(code)
+//	}
+package rdbtest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Server is a redis-server process with its own port and data folder.
+type Server struct {
+	Addr string
+	cmd  *exec.Cmd
+	dir  string
+	next atomic.Int32 // the next database number handed out by Client
+}
+
+// MustStart starts a redis-server on a free port, or exits the test binary saying how to install one.
+func MustStart() *Server {
+	s, err := Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "rdbtest:", err)
+		os.Exit(2)
+	}
+	return s
+}
+
+// Start starts a redis-server on a free port with AOF on, in a temporary folder, and waits until it answers.
+func Start() (*Server, error) {
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		return nil, fmt.Errorf("redis-server not found: install it with `sudo apt-get install -y redis-server` (or run make test as root)")
+	}
+	dir, err := os.MkdirTemp("", "csrdesk-redis-")
+	if err != nil {
+		return nil, err
+	}
+	for attempt := 0; attempt < 5; attempt++ {
+		port, err := freePort()
+		if err != nil {
+			return nil, err
+		}
+		s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), dir: dir}
+		s.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+			"--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction", "--databases", "64",
+			"--logfile", filepath.Join(dir, "redis.log"))
+		if err := s.cmd.Start(); err != nil {
+			return nil, fmt.Errorf("start redis-server: %w", err)
+		}
+		if s.wait(5 * time.Second) {
+			return s, nil
+		}
+		s.cmd.Process.Kill()
+		s.cmd.Wait()
+	}
+	log, _ := os.ReadFile(filepath.Join(dir, "redis.log"))
+	os.RemoveAll(dir)
+	return nil, fmt.Errorf("redis-server did not start; its log:\n%s", log)
+}
+
+func freePort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+func (s *Server) wait(limit time.Duration) bool {
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
+	defer c.Close()
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := c.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
+// Stop ends the server and removes its data folder.
+func (s *Server) Stop() {
+	s.cmd.Process.Kill()
+	s.cmd.Wait()
+	os.RemoveAll(s.dir)
+}
+
+// URL returns a redis:// URL for database db.
+func (s *Server) URL(db int) string { return fmt.Sprintf("redis://%s/%d", s.Addr, db) }
+
+// DB returns a fresh, empty database number for one test; tests that run in parallel get different ones.
+func (s *Server) DB(tb testing.TB) int {
+	tb.Helper()
+	db := int(s.next.Add(1)) % 64
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, DB: db})
+	defer c.Close()
+	if err := c.FlushDB(context.Background()).Err(); err != nil {
+		tb.Fatalf("flush redis db %d: %v", db, err)
+	}
+	return db
+}
+
+// Client returns a client on a fresh, empty database, closed when the test ends.
+func (s *Server) Client(tb testing.TB) *redis.Client {
+	tb.Helper()
+	c := redis.NewClient(&redis.Options{Addr: s.Addr, DB: s.DB(tb)})
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
