@@ -48,37 +48,48 @@ type analyzer struct {
 	filters []analysis.TokenFilter
 }
 
-func newAnalyzer(lang Lang) *analyzer {
-	var words []byte
-	a := &analyzer{stop: analysis.NewTokenMap()}
+func newAnalyzer(lang Lang, extraStop []string) *analyzer {
+	var norm, stem analysis.TokenFilter
 	switch lang {
 	case "en":
-		words = en.EnglishStopWords
-		a.filters = []analysis.TokenFilter{en.NewEnglishStemmerFilter()}
+		stem = en.NewEnglishStemmerFilter()
 	case "de":
-		words = de.GermanStopWords
-		// Umlauts typed as ae, oe, ue become plain vowels, as the folded umlauts do.
-		a.filters = []analysis.TokenFilter{de.NewGermanNormalizeFilter(), de.NewGermanStemmerFilter()}
+		// Umlauts typed as ae, oe, ue become plain vowels, as folded umlauts do; before the stop list, so that
+		// "fuer" is dropped like "für".
+		stem, norm = de.NewGermanStemmerFilter(), de.NewGermanNormalizeFilter()
 	case "it":
-		words = it.ItalianStopWords
-		a.filters = []analysis.TokenFilter{it.NewItalianStemmerFilter()}
+		stem = it.NewItalianStemmerFilter()
 	case "fr":
-		words = fr.FrenchStopWords
-		a.filters = []analysis.TokenFilter{fr.NewFrenchStemmerFilter()}
+		stem = fr.NewFrenchStemmerFilter()
 	case "es":
-		words = es.SpanishStopWords
-		a.filters = []analysis.TokenFilter{es.NewSpanishStemmerFilter()}
+		stem = es.NewSpanishStemmerFilter()
 	}
-	raw := analysis.NewTokenMap()
-	if err := raw.LoadBytes(words); err != nil {
-		panic(err) // bleve's own lists: cannot fail
-	}
-	for w := range raw {
-		if f := foldPhrase(w); f != "" && !strings.Contains(f, " ") {
-			a.stop.AddToken(f)
+	// The stop words of all five languages: people mix languages, and the knowledge base quotes names and titles
+	// in English.
+	stopWords := analysis.NewTokenMap()
+	extra := []byte(strings.Join(extraStop, "\n"))
+	for _, words := range [][]byte{en.EnglishStopWords, de.GermanStopWords, it.ItalianStopWords, fr.FrenchStopWords, es.SpanishStopWords, extra} {
+		raw := analysis.NewTokenMap()
+		if err := raw.LoadBytes(words); err != nil {
+			panic(err) // bleve's own lists: cannot fail
+		}
+		for w := range raw {
+			f := foldPhrase(w)
+			if f == "" || strings.Contains(f, " ") {
+				continue
+			}
+			if norm != nil {
+				f = string(norm.Filter(analysis.TokenStream{{Term: []byte(f)}})[0].Term)
+			}
+			stopWords.AddToken(f)
 		}
 	}
-	a.filters = append([]analysis.TokenFilter{stop.NewStopTokensFilter(a.stop)}, a.filters...)
+	a := &analyzer{stop: stopWords}
+	if norm != nil {
+		a.filters = append(a.filters, norm)
+	}
+	// Stop words again after stemming: "whats" becomes "what".
+	a.filters = append(a.filters, stop.NewStopTokensFilter(stopWords), stem, stop.NewStopTokensFilter(stopWords))
 	return a
 }
 

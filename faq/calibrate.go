@@ -6,8 +6,8 @@ import "math"
 //
 // The human threshold comes first: the lowest that escalates every request for a person while escalating as few
 // other questions as possible. The others are chosen by a grid search that values a right answer at 1, a
-// suggestion list holding the right entry at 0.4, and costs a wrong answer 1.5 and an answered out-of-scope
-// question 2: a wrong answer given with confidence is worse than a question passed to staff.
+// suggestion list holding the right entry at 0.4, and costs a wrong answer 1.5, an answered out-of-scope
+// question 2 and suggestions for one 0.2: a wrong answer given with confidence is worse than a question passed to staff.
 func Calibrate(m *Matcher, cases []Case) Config {
 	type item struct {
 		c Case
@@ -21,7 +21,7 @@ func Calibrate(m *Matcher, cases []Case) Config {
 
 	cfg := m.cfg
 	bestCost := math.Inf(1)
-	for h := 0.30; h <= 0.95; h += 0.01 {
+	for h := 0.20; h <= 0.95; h += 0.01 {
 		cost := 0.0
 		for _, it := range items {
 			human := !it.r.empty && it.r.handoff >= h
@@ -38,9 +38,9 @@ func Calibrate(m *Matcher, cases []Case) Config {
 	}
 
 	bestScore := math.Inf(-1)
-	for a := 0.30; a <= 0.90; a += 0.02 {
+	for a := 0.20; a <= 0.90; a += 0.02 {
 		for mg := 0.0; mg <= 0.20; mg += 0.01 {
-			for s := 0.20; s <= a+1e-9; s += 0.02 {
+			for s := 0.10; s <= a+1e-9; s += 0.02 {
 				try := Config{Answer: round2(a), Margin: round2(mg), Suggest: round2(s), Human: cfg.Human}
 				mm := m.WithConfig(try)
 				score := 0.0
@@ -63,8 +63,11 @@ func utility(expect string, res Result) float64 {
 	case ExpectHuman:
 		return 0 // settled by the human threshold
 	case ExpectNone:
-		if res.Decision == Answer {
+		switch res.Decision {
+		case Answer:
 			return -2
+		case Suggest:
+			return -0.2 // a menu of unrelated entries helps nobody
 		}
 		return 0
 	}

@@ -96,7 +96,9 @@ type Base struct {
 	Synonyms map[string]string
 	// Handoff holds, per language, the ways people ask for a person.
 	Handoff map[Lang][]string
-	byID    map[string]*Entry
+	// StopWords are words the matcher ignores besides the standard lists (lower case, accents folded).
+	StopWords []string
+	byID      map[string]*Entry
 }
 
 // Entry returns the entry with the given id, or nil.

@@ -77,6 +77,7 @@ func Load(fsys fs.FS) (*Base, Problems) {
 	l.topics(b)
 	l.synonyms(b)
 	l.handoff(b)
+	l.stopWords(b)
 	l.entries(b)
 	l.links(b)
 	sort.SliceStable(l.problems, func(i, j int) bool {
@@ -321,6 +322,24 @@ func (l *loader) handoff(b *Base) {
 			l.errorf(file, root.Line, "handoff.yaml needs at least %d phrasings in %s", minOther, lang)
 		}
 	}
+}
+
+func (l *loader) stopWords(b *Base) {
+	const file = "stopwords.yaml"
+	root := l.parse(file)
+	if root == nil {
+		return
+	}
+	l.fields(file, root, "stopwords.yaml", langNames(), func(key string, k, v *yaml.Node) {
+		for i, w := range l.strs(file, v, key) {
+			f := foldPhrase(w)
+			if f == "" || strings.Contains(f, " ") {
+				l.errorf(file, v.Content[i].Line, "stop word %q must be one word", w)
+				continue
+			}
+			b.StopWords = append(b.StopWords, f)
+		}
+	})
 }
 
 func (l *loader) entries(b *Base) {

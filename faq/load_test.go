@@ -42,6 +42,7 @@ func testKB() fstest.MapFS {
 		"topics.yaml":           {Data: []byte(testTopics)},
 		"synonyms.yaml":         {Data: []byte(testSynonyms)},
 		"handoff.yaml":          {Data: []byte(testHandoff)},
+		"stopwords.yaml":        {Data: []byte("en: [actually, please]\nde: [bitte]\n")},
 		"entries/csrd.yaml":     {Data: []byte(testEntry("eu-law", "join", "csrd", "the reporting directive", "sustainability reporting", "the omnibus"))},
 		"entries/join.yaml":     {Data: []byte(testEntry("platform", "csrd", "joining", "membership fee", "registration", "the platform"))},
 		"entries/.editor.swp":   {Data: []byte("ignored")},
@@ -110,6 +111,7 @@ func TestLoadProblems(t *testing.T) {
 		{"topic without a language", "topics.yaml", "- {id: eu-law, en: EU law}\n", []string{"topics.yaml:1: topic \"eu-law\" has no name in de"}},
 		{"synonym group of one", "synonyms.yaml", "- [csr]\n", []string{"synonyms.yaml:1: a synonym group needs at least two words"}},
 		{"synonym in two groups", "synonyms.yaml", "- [csr, rse]\n- [esg, rse]\n", []string{`synonyms.yaml:2: "rse" is already a synonym of "csr"`}},
+		{"stop word of two words", "stopwords.yaml", "en: [actually, thank you]\n", []string{`stopwords.yaml:1: stop word "thank you" must be one word`}},
 		{"handoff language missing", "handoff.yaml", "en: [talk to a human, operator]\n", []string{"handoff.yaml:1: handoff.yaml needs at least 2 phrasings in de"}},
 	}
 	for _, tt := range tests {

@@ -1,8 +1,11 @@
 package faq
 
 import (
+	"fmt"
 	"math"
+	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/abadojack/whatlanggo"
@@ -82,7 +85,7 @@ func NewMatcher(b *Base, cfg Config) *Matcher {
 		for _, q := range b.Handoff[lang] {
 			texts = append(texts, unitText{unit: m.handoff, text: q, weight: 1})
 		}
-		m.indexes = append(m.indexes, buildIndex(newAnalyzer(lang), m.syn, texts, len(b.Entries)+1))
+		m.indexes = append(m.indexes, buildIndex(newAnalyzer(lang, b.StopWords), m.syn, texts, len(b.Entries)+1))
 	}
 	return m
 }
@@ -256,7 +259,7 @@ func detectLang(question string) (Lang, bool) {
 
 // The weight of an entry's answer text relative to its phrasings of the question: an answer mentions many
 // things it is not about.
-const answerWeight = 0.6
+var answerWeight = envFloat("AW", 0.6)
 
 type unitText struct {
 	unit   int32 // entry number, or the handoff unit
@@ -268,14 +271,15 @@ type unitText struct {
 // document: a TF-IDF vector, normalised; a question's score for an entry is its best cosine similarity with one
 // of the entry's documents.
 type index struct {
-	an       *analyzer
-	terms    map[string]int32
-	idf      []float64
-	postings [][]posting
-	docs     []docInfo
-	surface  map[string]string  // folded word as written -> its term, for typo correction
-	deletes  map[string][]string // a word with one letter deleted -> the words it came from
-	unknown  float64            // the weight of a word the index has never seen
+	an        *analyzer
+	terms     map[string]int32
+	idf       []float64
+	postings  [][]posting
+	centroids [][]posting // term -> (unit, weight in the unit's centroid)
+	docs      []docInfo
+	surface   map[string]string   // folded word as written -> its term, for typo correction
+	deletes   map[string][]string // a word with one letter deleted -> the words it came from
+	unknown   float64             // the weight of a word the index has never seen
 }
 
 type posting struct {
@@ -320,36 +324,69 @@ func buildIndex(an *analyzer, syn *synonyms, texts []unitText, units int) *index
 	}
 	ix.unknown = maxIDF * unknownWeight
 	ix.postings = make([][]posting, len(ix.idf))
+	ix.centroids = make([][]posting, len(ix.idf))
+	centroid := make([]map[int32]float64, units)
 	for i, terms := range docTerms {
-		tf := map[int32]float64{}
-		for _, term := range terms {
-			tf[ix.terms[term]]++
-		}
-		norm := 0.0
-		for id, n := range tf {
-			w := (1 + math.Log(n)) * ix.idf[id]
-			tf[id] = w
-			norm += w * w
-		}
-		if norm == 0 {
+		vec := normalised(ix, terms)
+		if vec == nil {
 			continue
 		}
-		norm = math.Sqrt(norm)
+		t := texts[i]
 		doc := int32(len(ix.docs))
-		ix.docs = append(ix.docs, docInfo{unit: texts[i].unit, weight: texts[i].weight})
-		for id, w := range tf {
-			ix.postings[id] = append(ix.postings[id], posting{doc: doc, w: w / norm})
+		ix.docs = append(ix.docs, docInfo{unit: t.unit, weight: t.weight})
+		for id, w := range vec {
+			ix.postings[id] = append(ix.postings[id], posting{doc: doc, w: w})
+		}
+		if t.weight == 1 { // a phrasing of the question
+			if centroid[t.unit] == nil {
+				centroid[t.unit] = map[int32]float64{}
+			}
+			for id, w := range vec {
+				centroid[t.unit][id] += w
+			}
+		}
+	}
+	for unit, vec := range centroid {
+		norm := 0.0
+		for _, w := range vec {
+			norm += w * w
+		}
+		norm = math.Sqrt(norm)
+		for id, w := range vec {
+			ix.centroids[id] = append(ix.centroids[id], posting{doc: int32(unit), w: w / norm})
 		}
 	}
 	return ix
 }
 
+// normalised returns the unit-length TF-IDF vector of a document's terms, or nil if it has none.
+func normalised(ix *index, terms []string) map[int32]float64 {
+	if len(terms) == 0 {
+		return nil
+	}
+	vec := map[int32]float64{}
+	for _, term := range terms {
+		vec[ix.terms[term]]++
+	}
+	norm := 0.0
+	for id, n := range vec {
+		w := (1 + math.Log(n)) * ix.idf[id]
+		vec[id] = w
+		norm += w * w
+	}
+	norm = math.Sqrt(norm)
+	for id := range vec {
+		vec[id] /= norm
+	}
+	return vec
+}
+
 // unknownWeight scales the weight of a word that is in no entry, relative to the rarest known word. Such words make
 // a question less like every entry: off-topic questions are mostly made of them.
-const unknownWeight = 0.7
+var unknownWeight = envFloat("UW", 0.7)
 
 // minFuzzy is the shortest word that typo correction touches: short words have too many neighbours.
-const minFuzzy = 4
+const minFuzzy = 5
 
 func (ix *index) addDeletes(w string) {
 	if len(w) < minFuzzy {
@@ -516,23 +553,70 @@ func osaDistance(a, b string, limit int) int {
 	return min(prev[len(b)], limit)
 }
 
-// score adds the question's cosine similarity with each document into a per-document sum, then keeps each unit's
-// best document in scores (across calls, so that languages compete). It returns the best score it saw.
+// score computes, for every unit, the question's best cosine similarity with one of its documents, blended with
+// its similarity to the centroid of the unit's phrasings: a word found in one phrasing only counts for less than
+// one the phrasings share. It raises scores[unit] to that value (languages compete through scores) and returns the
+// best value it saw.
 func (ix *index) score(q queryVec, scores []float64) float64 {
+	best := make(map[int32]float64, 32) // unit -> best document similarity
 	dots := make(map[int32]float64, 64)
+	cent := make(map[int32]float64, 32)
 	for i, id := range q.terms {
 		for _, p := range ix.postings[id] {
 			dots[p.doc] += p.w * q.w[i]
 		}
+		for _, p := range ix.centroids[id] {
+			cent[p.doc] += p.w * q.w[i]
+		}
 	}
-	best := 0.0
 	for doc, dot := range dots {
 		d := ix.docs[doc]
-		s := dot / q.norm * d.weight
-		if s > scores[d.unit] {
-			scores[d.unit] = s
-		}
-		best = max(best, s)
+		best[d.unit] = max(best[d.unit], dot/q.norm*d.weight)
 	}
-	return best
+	top := 0.0
+	for unit, b := range best {
+		s := centroidShare*cent[unit]/q.norm + (1-centroidShare)*b
+		if s > scores[unit] {
+			scores[unit] = s
+		}
+		top = max(top, s)
+	}
+	return top
+}
+
+var centroidShare = envFloat("CS", 0.6)
+
+func envFloat(name string, def float64) float64 {
+	if v := os.Getenv(name); v != "" {
+		f, _ := strconv.ParseFloat(v, 64)
+		return f
+	}
+	return def
+}
+
+// Explain describes how the matcher read a question: the terms it kept in each language (with their weights,
+// typo corrections included) and the best entries. It is for people tuning the knowledge base.
+func (m *Matcher) Explain(question string, k int) string {
+	var b strings.Builder
+	folded := foldPhrase(question)
+	for li, ix := range m.indexes {
+		q := ix.query(folded, m.syn)
+		names := make(map[int32]string, len(q.terms))
+		for term, id := range ix.terms {
+			if slices.Contains(q.terms, id) {
+				names[id] = term
+			}
+		}
+		fmt.Fprintf(&b, "%s:", Langs[li])
+		for i, id := range q.terms {
+			fmt.Fprintf(&b, " %s=%.2f", names[id], q.w[i])
+		}
+		fmt.Fprintf(&b, "  (length %.2f)\n", q.norm)
+	}
+	r := m.rank(question, "en")
+	fmt.Fprintf(&b, "request for a person: %.3f\n", r.handoff)
+	for _, s := range r.ranked[:min(k, len(r.ranked))] {
+		fmt.Fprintf(&b, "%.3f %s\n", s.Score, s.Entry.ID)
+	}
+	return b.String()
 }

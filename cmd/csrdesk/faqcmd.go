@@ -138,6 +138,7 @@ func faqAsk(cfg config, args []string, stdout io.Writer) error {
 	lang := fl.String("lang", "", "language hint (en, de, it, fr, es)")
 	asJSON := fl.Bool("json", false, "print the decision as JSON")
 	dir := fl.String("dir", "", "knowledge base folder (default CSRDESK_FAQ_DIR or the embedded base)")
+	explain := fl.Bool("explain", false, "also show the terms the matcher kept and the five best entries")
 	pos, err := parseFlags(fl, args)
 	if err != nil {
 		return err
@@ -158,6 +159,9 @@ func faqAsk(cfg config, args []string, stdout io.Writer) error {
 		return err
 	}
 	r := m.Match(join(pos), hint)
+	if *explain {
+		fmt.Fprint(stdout, m.Explain(join(pos), 5), "\n")
+	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetEscapeHTML(false)

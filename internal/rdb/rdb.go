@@ -32,29 +32,44 @@ func Open(ctx context.Context, rawURL string) (redis.UniversalClient, error) {
 
 // ParseURL turns a Redis URL into go-redis options for a plain, Sentinel or Cluster client.
 func ParseURL(rawURL string) (*redis.UniversalOptions, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("redis URL %s: %w", Redact(rawURL), err)
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok || (scheme != "redis" && scheme != "rediss") {
+		return nil, fmt.Errorf("redis URL %s: want redis://host:port/db or rediss://...", Redact(rawURL))
 	}
-	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return nil, fmt.Errorf("redis URL %s: scheme must be redis or rediss", Redact(rawURL))
+	// net/url takes one host; cut the host list out and hand go-redis a URL with the first.
+	end := strings.IndexAny(rest, "/?")
+	if end < 0 {
+		end = len(rest)
 	}
-	hosts := strings.Split(u.Host, ",")
-	master := u.Query().Get("master")
-	// go-redis parses one host; hand it the first and copy the rest of the settings.
-	single := *u
-	single.Host = hosts[0]
-	q := single.Query()
-	q.Del("master")
-	single.RawQuery = q.Encode()
-	one, err := redis.ParseURL(single.String())
-	if err != nil {
-		return nil, fmt.Errorf("redis URL %s: %w", Redact(rawURL), err)
+	authority, tail := rest[:end], rest[end:]
+	userinfo, hostList, found := strings.Cut(authority, "@")
+	if !found {
+		userinfo, hostList = "", authority
 	}
+	hosts := strings.Split(hostList, ",")
 	for i, h := range hosts {
+		if h == "" {
+			return nil, fmt.Errorf("redis URL %s: empty host", Redact(rawURL))
+		}
 		if !strings.Contains(h, ":") {
 			hosts[i] = h + ":6379"
 		}
+	}
+	single := scheme + "://"
+	if found {
+		single += userinfo + "@"
+	}
+	u, err := url.Parse(single + hosts[0] + tail)
+	if err != nil {
+		return nil, fmt.Errorf("redis URL %s: %w", Redact(rawURL), err)
+	}
+	q := u.Query()
+	master := q.Get("master")
+	q.Del("master")
+	u.RawQuery = q.Encode()
+	one, err := redis.ParseURL(u.String())
+	if err != nil {
+		return nil, fmt.Errorf("redis URL %s: %w", Redact(rawURL), err)
 	}
 	return &redis.UniversalOptions{
 		Addrs:      hosts,
@@ -68,12 +83,16 @@ func ParseURL(rawURL string) (*redis.UniversalOptions, error) {
 
 // Redact returns the URL without its password, for messages and logs.
 func Redact(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "(unparseable URL)"
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return "(not a URL)"
 	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "xxxxx")
+	userinfo, hosts, found := strings.Cut(rest, "@")
+	if !found || strings.ContainsAny(userinfo, "/?") {
+		return rawURL
 	}
-	return u.String()
+	if user, _, hasPass := strings.Cut(userinfo, ":"); hasPass {
+		userinfo = user + ":xxxxx"
+	}
+	return scheme + "://" + userinfo + "@" + hosts
 }

@@ -1,0 +1,301 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"csrdesk/faq"
+	"csrdesk/internal/rdb/rdbtest"
+)
+
+var redisSrv *rdbtest.Server
+
+func TestMain(m *testing.M) {
+	redisSrv = rdbtest.MustStart()
+	code := m.Run()
+	redisSrv.Stop()
+	os.Exit(code)
+}
+
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+// runCmd runs csrdesk with args and returns its output and error.
+func runCmd(t *testing.T, getenv func(string) string, args ...string) (string, string, error) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	err := run(context.Background(), args, getenv, &stdout, &stderr)
+	return stdout.String(), stderr.String(), err
+}
+
+// copyKB copies the embedded knowledge base into a temporary folder for a test to edit.
+func copyKB(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.CopyFS(dir, faq.Embedded()); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestFaqCheck(t *testing.T) {
+	out, _, err := runCmd(t, env(), "faq", "check")
+	if err != nil {
+		t.Fatalf("faq check on the shipped base: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "(embedded): ok,") {
+		t.Errorf("output: %s", out)
+	}
+
+	dir := copyKB(t)
+	bad := filepath.Join(dir, "entries", "csrd-scope.yaml")
+	data, _ := os.ReadFile(bad)
+	os.WriteFile(bad, bytes.Replace(data, []byte("related: [omnibus"), []byte("related: [omnibuss"), 1), 0o644)
+	os.WriteFile(filepath.Join(dir, "entries", "broken.yaml"), []byte("topic: eu-law\nen: [unclosed\n"), 0o644)
+	out, _, err = runCmd(t, env(), "faq", "check", dir)
+	if exitStatus(err) != 1 {
+		t.Fatalf("faq check on a broken base: err %v, want exit status 1", err)
+	}
+	for _, want := range []string{
+		bad + `:5: related entry "omnibuss" does not exist`,
+		filepath.Join(dir, "entries", "broken.yaml") + ":2: malformed YAML",
+		"2 problem(s)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+func TestFaqAskJSON(t *testing.T) {
+	tests := []struct {
+		args     []string
+		decision string
+		lang     string
+		entry    string
+	}{
+		{[]string{"--json", "does the CSRD apply to our company?"}, "answer", "en", "csrd-scope"},
+		{[]string{"gilt die CSRD für unser Unternehmen?", "--json"}, "answer", "de", "csrd-scope"},
+		{[]string{"--lang", "it", "--json", "passami un operatore"}, "escalate", "it", ""},
+		{[]string{"--json", "asdf qwer zxcv"}, "escalate", "en", ""},
+	}
+	for _, tt := range tests {
+		t.Run(join(tt.args), func(t *testing.T) {
+			out, _, err := runCmd(t, env(), append([]string{"faq", "ask"}, tt.args...)...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got map[string]any
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatalf("not JSON: %v\n%s", err, out)
+			}
+			for _, k := range []string{"decision", "lang", "entry", "score", "suggestions"} {
+				if _, ok := got[k]; !ok {
+					t.Errorf("no %q in %s", k, out)
+				}
+			}
+			if got["decision"] != tt.decision || got["lang"] != tt.lang {
+				t.Errorf("decision %v lang %v, want %s %s", got["decision"], got["lang"], tt.decision, tt.lang)
+			}
+			entry, _ := got["entry"].(map[string]any)
+			if tt.entry == "" && got["entry"] != nil {
+				t.Errorf("entry = %v, want null", got["entry"])
+			}
+			if tt.entry != "" && (entry == nil || entry["id"] != tt.entry || entry["answer"] == "" || entry["question"] == "") {
+				t.Errorf("entry = %v, want %s with question and answer", got["entry"], tt.entry)
+			}
+		})
+	}
+}
+
+func TestFaqAskUsage(t *testing.T) {
+	for _, args := range [][]string{{"faq", "ask"}, {"faq", "ask", "--lang", "pt", "hola"}, {"faq", "nope"}, {"nope"}} {
+		if _, _, err := runCmd(t, env(), args...); exitStatus(err) != 2 {
+			t.Errorf("%v: err %v, want a usage error (exit status 2)", args, err)
+		}
+	}
+	if _, _, err := runCmd(t, env("CSRDESK_FAQ_ANSWER", "high"), "faq", "check"); err == nil || !strings.Contains(err.Error(), "CSRDESK_FAQ_ANSWER") {
+		t.Errorf("bad threshold: err %v, want one naming CSRDESK_FAQ_ANSWER", err)
+	}
+}
+
+func TestFaqEval(t *testing.T) {
+	out, _, err := runCmd(t, env(), "faq", "eval", "../../faq/testdata/eval.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"lang     n   top-1    MRR", "\nde ", "out of scope not answered:", "requests for a person escalated:", "misses"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("eval output lacks %q:\n%s", want, out)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad.tsv")
+	os.WriteFile(bad, []byte("lang\texpect\tquestion\nen\tno-such-entry\twhat?\nxx\tnone\thello\n"), 0o644)
+	_, _, err = runCmd(t, env(), "faq", "eval", bad)
+	if err == nil || !strings.Contains(err.Error(), bad+`:2: no entry "no-such-entry"`) || !strings.Contains(err.Error(), bad+`:3: unknown language "xx"`) {
+		t.Errorf("bad eval file: err %v", err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// startServe runs csrdesk serve until the test ends and waits until it answers.
+func startServe(t *testing.T, getenv func(string) string, addr string) *syncBuffer {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"serve"}, getenv, io.Discard, logs) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return logs
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not come up: %v\n%s", err, logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestServe(t *testing.T) {
+	addr := freeAddr(t)
+	startServe(t, env("CSRDESK_REDIS_URL", redisSrv.URL(redisSrv.DB(t)), "CSRDESK_HTTP_ADDR", addr), addr)
+
+	get := func(path string) (int, answerJSON) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var a answerJSON
+		json.NewDecoder(resp.Body).Decode(&a)
+		return resp.StatusCode, a
+	}
+	code, a := get("/api/faq/ask?q=" + url.QueryEscape("¿Se aplica la CSRD a nuestra empresa?"))
+	if code != 200 || a.Decision != faq.Answer || a.Entry == nil || a.Entry.ID != "csrd-scope" || a.Lang != "es" {
+		t.Errorf("ask: %d %+v", code, a)
+	}
+	if code, _ := get("/api/faq/ask?lang=pt&q=ola"); code != 400 {
+		t.Errorf("bad lang: status %d, want 400", code)
+	}
+	if code, _ := get("/api/faq/ask?q=" + strings.Repeat("x", 5000)); code != 400 {
+		t.Errorf("huge question: status %d, want 400", code)
+	}
+}
+
+func TestServeReloadsKnowledgeBase(t *testing.T) {
+	dir := copyKB(t)
+	addr := freeAddr(t)
+	logs := startServe(t, env("CSRDESK_REDIS_URL", redisSrv.URL(redisSrv.DB(t)), "CSRDESK_HTTP_ADDR", addr, "CSRDESK_FAQ_DIR", dir), addr)
+	ask := func(q string) answerJSON {
+		resp, err := http.Get("http://" + addr + "/api/faq/ask?q=" + url.QueryEscape(q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var a answerJSON
+		json.NewDecoder(resp.Body).Decode(&a)
+		return a
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; logs:\n%s", what, logs.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	const q = "what is the zorblax widget procedure"
+	if a := ask(q); a.Decision == faq.Answer {
+		t.Fatalf("answered %q before the entry exists: %+v", q, a)
+	}
+
+	// A valid new entry is picked up without a restart.
+	entry := strings.ReplaceAll(string(mustRead(t, filepath.Join(dir, "entries", "csrd-scope.yaml"))), "related: [omnibus, value-chain-cap, vsme]", "related: [omnibus]")
+	entry = strings.Replace(entry, "    - Does the CSRD apply to our company?\n", "    - What is the zorblax widget procedure?\n", 1)
+	os.WriteFile(filepath.Join(dir, "entries", "zorblax.yaml"), []byte(entry), 0o644)
+	waitFor("the new entry", func() bool { a := ask(q); return a.Entry != nil && a.Entry.ID == "zorblax" })
+
+	// An invalid edit is logged with file:line and the last good base keeps serving.
+	os.WriteFile(filepath.Join(dir, "entries", "zorblax.yaml"), []byte("topic: eu-law\nen: [\n"), 0o644)
+	waitFor("the problem in the log", func() bool { return strings.Contains(logs.String(), "entries/zorblax.yaml:2") })
+	if a := ask(q); a.Entry == nil || a.Entry.ID != "zorblax" {
+		t.Errorf("after an invalid edit: %+v, want the last good base answering with zorblax", a)
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+func TestServeWithoutRedis(t *testing.T) {
+	_, _, err := runCmd(t, env("CSRDESK_REDIS_URL", "redis://127.0.0.1:1/0", "CSRDESK_HTTP_ADDR", freeAddr(t)), "serve")
+	if err == nil || !strings.Contains(err.Error(), "redis at redis://127.0.0.1:1/0") {
+		t.Errorf("serve without Redis: err %v", err)
+	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		t.Errorf("a missing Redis is not a usage error")
+	}
+}
+
+// syncBuffer is a bytes.Buffer that the server's logger and the test can use at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Buffer.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Buffer.String()
+}
