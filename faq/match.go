@@ -461,7 +461,9 @@ func (ix *index) query(folded string, syn *synonyms) queryVec {
 // typoWeight discounts words the matcher had to correct.
 const typoWeight = 0.8
 
-// correct finds the known word closest to w: one edit away for short words, two for long ones.
+// correct finds the known word closest to w: one edit away for short words, two for long ones. Candidates come
+// from the deletion index (SymSpell's idea): a known word and w share a string when each has at most one letter
+// deleted (two on w's side for long words); the edit distance then decides.
 func (ix *index) correct(w string) (string, bool) {
 	if len(w) < minFuzzy || isDigit(w) {
 		return "", false
@@ -471,28 +473,29 @@ func (ix *index) correct(w string) (string, bool) {
 		maxDist = 2
 	}
 	best, bestDist := "", maxDist+1
-	try := func(key string) {
-		for _, cand := range ix.deletes[key] {
-			if d := osaDistance(w, cand, bestDist); d < bestDist || (d == bestDist && cand < best) {
-				best, bestDist = cand, d
-			}
+	consider := func(cand string) {
+		if d := osaDistance(w, cand, bestDist+1); d < bestDist || (d == bestDist && cand < best) {
+			best, bestDist = cand, d
 		}
 	}
-	try(w)
-	for _, d := range deletes1(w) {
-		try(d)
-		if _, ok := ix.surface[d]; ok && len(d) >= minFuzzy {
-			if dist := 1; dist < bestDist || (dist == bestDist && d < best) {
-				best, bestDist = d, dist
-			}
+	lookup := func(key string) {
+		if _, ok := ix.surface[key]; ok && len(key) >= minFuzzy {
+			consider(key) // w is a known word with a letter added
 		}
+		for _, cand := range ix.deletes[key] {
+			consider(cand)
+		}
+	}
+	lookup(w)
+	for _, d := range deletes1(w) {
+		lookup(d)
 		if maxDist == 2 {
 			for _, dd := range deletes1(d) {
-				try(dd)
+				lookup(dd)
 			}
 		}
 	}
-	if best == "" || bestDist > maxDist {
+	if bestDist > maxDist {
 		return "", false
 	}
 	return ix.surface[best], true
