@@ -134,6 +134,17 @@ func (l *loader) parse(file string) *yaml.Node {
 
 var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 
+// parserProblems are the messages of yaml.v3's parser, as opposed to its scanner.
+var parserProblems = map[string]bool{
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected key":              true,
+	"did not find expected node content":     true,
+	"did not find expected <document start>": true,
+	"found undefined tag handle":             true,
+}
+
 // yamlErrorLine pulls the line number out of a yaml.v3 error message.
 func yamlErrorLine(err error) (int, string) {
 	msg := err.Error()
@@ -144,6 +155,9 @@ func yamlErrorLine(err error) (int, string) {
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		n := 0
 		fmt.Sscanf(m[1], "%d", &n)
+		if parserProblems[m[2]] {
+			n++ // yaml.v3 numbers lines from 0 in its parser's errors (its scanner's are right)
+		}
 		return n, m[2]
 	}
 	return 1, strings.TrimPrefix(msg, "yaml: ")

@@ -89,7 +89,9 @@ func TestLoadProblems(t *testing.T) {
 		data  string
 		wants []string // each must appear among the problems
 	}{
-		{"malformed yaml", "entries/csrd.yaml", "topic: eu-law\nen:\n  questions: [a, b\n", []string{"entries/csrd.yaml:2: malformed YAML"}},
+		{"malformed yaml", "entries/csrd.yaml", "topic: eu-law\nen:\n  questions: [a, b\n", []string{"entries/csrd.yaml:3: malformed YAML"}},
+		{"block mapping", "entries/csrd.yaml", "topic: eu-law\nen:\n  questions:\n    - a\n   - b\n", []string{"entries/csrd.yaml:3: malformed YAML"}},
+		{"tab indentation", "entries/csrd.yaml", "topic: eu-law\nen:\n\tquestions: [a]\n", []string{"entries/csrd.yaml:3: malformed YAML"}},
 		{"not utf-8", "entries/csrd.yaml", "topic: eu-law\nreviewed: \xff\xfe\n", []string{"entries/csrd.yaml:2: not valid UTF-8"}},
 		{"binary", "entries/csrd.yaml", "\x00\x01\x02", []string{"entries/csrd.yaml:1:"}},
 		{"empty file", "entries/csrd.yaml", "", []string{"entries/csrd.yaml:1: file is empty"}},

@@ -3,9 +3,7 @@ package faq
 import (
 	"fmt"
 	"math"
-	"os"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/abadojack/whatlanggo"
@@ -38,7 +36,7 @@ type Config struct {
 
 // DefaultConfig returns the calibrated thresholds.
 func DefaultConfig() Config {
-	return Config{Answer: 0.5, Margin: 0.05, Suggest: 0.3, Human: 0.6}
+	return Config{Answer: 0.26, Margin: 0.01, Suggest: 0.18, Human: 0.33}
 }
 
 // MaxSuggestions is how many entries a suggestion offers.
@@ -121,10 +119,12 @@ func (m *Matcher) rank(question string, prefer Lang) ranking {
 	for _, li := range langOrder(prefer) {
 		ix := m.indexes[li]
 		q := ix.query(folded, m.syn)
+		if q.words > 0 {
+			r.empty = false
+		}
 		if len(q.terms) == 0 {
 			continue
 		}
-		r.empty = false
 		top := ix.score(q, scores)
 		if top > best {
 			best, r.lang = top, Langs[li]
@@ -247,19 +247,24 @@ var fromWhatlang = map[whatlanggo.Lang]Lang{
 	whatlanggo.Eng: "en", whatlanggo.Deu: "de", whatlanggo.Ita: "it", whatlanggo.Fra: "fr", whatlanggo.Spa: "es",
 }
 
-// detectLang guesses the language of a question; reliable is false for text too short or mixed to tell.
+// detectLang guesses the language of a question; reliable is false for text too short or mixed to tell. The
+// confidence threshold is below whatlanggo's own (0.8): on the evaluation sets, trusting it from 0.3 named the
+// right language more often, and where it is unsure the chat app's language or the best-matching phrasing decides.
 func detectLang(question string) (Lang, bool) {
 	if len(question) > MaxQuery {
 		question = question[:MaxQuery]
 	}
+	if len(strings.Fields(question)) < 3 {
+		return "", false
+	}
 	info := whatlanggo.DetectWithOptions(question, detectOptions)
 	l, ok := fromWhatlang[info.Lang]
-	return l, ok && info.IsReliable()
+	return l, ok && info.Confidence >= 0.3
 }
 
 // The weight of an entry's answer text relative to its phrasings of the question: an answer mentions many
 // things it is not about.
-var answerWeight = envFloat("AW", 0.6)
+const answerWeight = 0.6
 
 type unitText struct {
 	unit   int32 // entry number, or the handoff unit
@@ -383,7 +388,7 @@ func normalised(ix *index, terms []string) map[int32]float64 {
 
 // unknownWeight scales the weight of a word that is in no entry, relative to the rarest known word. Such words make
 // a question less like every entry: off-topic questions are mostly made of them.
-var unknownWeight = envFloat("UW", 0.7)
+const unknownWeight = 0.7
 
 // minFuzzy is the shortest word that typo correction touches: short words have too many neighbours.
 const minFuzzy = 5
@@ -412,6 +417,7 @@ type queryVec struct {
 	terms []int32
 	w     []float64
 	norm  float64 // includes the weight of unknown words
+	words int     // words left after stop words, known or not
 }
 
 // query analyses a folded question into a weighted vector of the index's terms. A word the index does not know is
@@ -430,7 +436,9 @@ func (ix *index) query(folded string, syn *synonyms) queryVec {
 		q.w = append(q.w, w)
 	}
 	unknown := 0.0
-	for _, w := range ix.an.words(folded, syn) {
+	words := ix.an.words(folded, syn)
+	q.words = len(words)
+	for _, w := range words {
 		if id, ok := ix.terms[w.term]; ok {
 			add(id, ix.idf[id])
 			continue
@@ -448,7 +456,7 @@ func (ix *index) query(folded string, syn *synonyms) queryVec {
 		unknown += ix.unknown * ix.unknown
 	}
 	if len(q.terms) == 0 {
-		return queryVec{}
+		return queryVec{words: q.words}
 	}
 	norm := unknown
 	for _, w := range q.w {
@@ -587,15 +595,9 @@ func (ix *index) score(q queryVec, scores []float64) float64 {
 	return top
 }
 
-var centroidShare = envFloat("CS", 0.6)
-
-func envFloat(name string, def float64) float64 {
-	if v := os.Getenv(name); v != "" {
-		f, _ := strconv.ParseFloat(v, 64)
-		return f
-	}
-	return def
-}
+// centroidShare is the centroid's part in an entry's score. It and the other weights above were chosen on the
+// evaluation set (top-1 accuracy and few confident wrong answers), then checked on the held-out set.
+const centroidShare = 0.6
 
 // Explain describes how the matcher read a question: the terms it kept in each language (with their weights,
 // typo corrections included) and the best entries. It is for people tuning the knowledge base.

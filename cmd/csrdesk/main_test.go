@@ -74,7 +74,7 @@ func TestFaqCheck(t *testing.T) {
 		t.Fatalf("faq check on a broken base: err %v, want exit status 1", err)
 	}
 	for _, want := range []string{
-		bad + `:5: related entry "omnibuss" does not exist`,
+		bad + `:6: related entry "omnibuss" does not exist`,
 		filepath.Join(dir, "entries", "broken.yaml") + ":2: malformed YAML",
 		"2 problem(s)",
 	} {
