@@ -122,6 +122,7 @@ func (l *loader) parse(file string) *yaml.Node {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		line, msg := yamlErrorLine(err)
+		line = min(line, bytes.Count(bytes.TrimRight(data, "\n"), []byte("\n"))+1)
 		l.errorf(file, line, "malformed YAML: %s", msg)
 		return nil
 	}
