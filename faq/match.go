@@ -390,8 +390,12 @@ func normalised(ix *index, terms []string) map[int32]float64 {
 // a question less like every entry: off-topic questions are mostly made of them.
 const unknownWeight = 0.7
 
-// minFuzzy is the shortest word that typo correction touches: short words have too many neighbours.
-const minFuzzy = 5
+// minFuzzy is the shortest word that typo correction touches: short words have too many neighbours. maxFuzzy
+// is the longest: beyond it a "word" is noise, and its deletions would cost more than the rest of the question.
+const (
+	minFuzzy = 5
+	maxFuzzy = 40
+)
 
 func (ix *index) addDeletes(w string) {
 	if len(w) < minFuzzy {
@@ -473,7 +477,7 @@ const typoWeight = 0.8
 // from the deletion index (SymSpell's idea): a known word and w share a string when each has at most one letter
 // deleted (two on w's side for long words); the edit distance then decides.
 func (ix *index) correct(w string) (string, bool) {
-	if len(w) < minFuzzy || isDigit(w) {
+	if len(w) < minFuzzy || len(w) > maxFuzzy || isDigit(w) {
 		return "", false
 	}
 	maxDist := 1
@@ -511,7 +515,7 @@ func (ix *index) correct(w string) (string, bool) {
 
 // split breaks a compound such as "nachhaltigkeitsbericht" into two known words, allowing a linking s.
 func (ix *index) split(w string) (string, string, bool) {
-	if len(w) < 2*minFuzzy {
+	if len(w) < 2*minFuzzy || len(w) > 2*maxFuzzy {
 		return "", "", false
 	}
 	for i := len(w) - minFuzzy; i >= minFuzzy; i-- {
