@@ -1,6 +1,7 @@
 package faq
 
 import (
+	"slices"
 	"strings"
 	"unicode"
 
@@ -99,27 +100,28 @@ type word struct {
 	term    string
 }
 
-// words splits folded text into words, replaces synonyms by their canonical term, drops stop words and single
-// letters, and stems the rest.
-func (a *analyzer) words(folded string, syn *synonyms) []word {
-	fields := strings.Fields(folded)
-	var out []word
-	var keep []bool // synonyms are kept as they are; other words only if the filters keep them
-	var stream analysis.TokenStream
-	for i := 0; i < len(fields); {
-		if canon, n := syn.match(fields[i:]); n > 0 {
-			out = append(out, word{surface: canon, term: canon})
+// token is a word of a question after synonyms were applied: canon tokens are canonical terms.
+type token struct {
+	text  string
+	canon bool
+}
+
+// words drops stop words and single letters from tokens and stems the rest; canonical terms stay as they are.
+func (a *analyzer) words(tokens []token) []word {
+	out := make([]word, 0, len(tokens))
+	keep := make([]bool, 0, len(tokens))
+	stream := make(analysis.TokenStream, 0, len(tokens))
+	for _, t := range tokens {
+		if t.canon {
+			out = append(out, word{surface: t.text, term: t.text})
 			keep = append(keep, true)
-			i += n
 			continue
 		}
-		f := fields[i]
-		i++
-		if len(f) < 2 && !isDigit(f) {
+		if len(t.text) < 2 && !isDigit(t.text) {
 			continue
 		}
-		stream = append(stream, &analysis.Token{Term: []byte(f), Start: len(out)})
-		out = append(out, word{surface: f})
+		stream = append(stream, &analysis.Token{Term: []byte(t.text), Start: len(out)})
+		out = append(out, word{surface: t.text})
 		keep = append(keep, false)
 	}
 	for _, filter := range a.filters {
@@ -144,28 +146,53 @@ func isDigit(s string) bool { return s != "" && s[0] >= '0' && s[0] <= '9' }
 
 // synonyms replaces words and phrases by a canonical term, longest phrase first.
 type synonyms struct {
-	phrases  map[string]string
-	maxWords int
+	byFirst map[string][]phrase // first word -> phrases starting with it, longest first
+}
+
+type phrase struct {
+	words []string
+	canon string
 }
 
 func newSynonyms(m map[string]string) *synonyms {
-	s := &synonyms{phrases: m}
-	for k := range m {
-		if n := strings.Count(k, " ") + 1; n > s.maxWords {
-			s.maxWords = n
-		}
+	s := &synonyms{byFirst: map[string][]phrase{}}
+	for k, canon := range m {
+		words := strings.Fields(k)
+		s.byFirst[words[0]] = append(s.byFirst[words[0]], phrase{words: words, canon: canon})
+	}
+	for _, ps := range s.byFirst {
+		slices.SortFunc(ps, func(a, b phrase) int {
+			if len(a.words) != len(b.words) {
+				return len(b.words) - len(a.words)
+			}
+			return strings.Compare(strings.Join(a.words, " "), strings.Join(b.words, " "))
+		})
 	}
 	return s
 }
 
+// tokens splits folded text into tokens, replacing each synonym by its canonical term.
+func (s *synonyms) tokens(folded string) []token {
+	fields := strings.Fields(folded)
+	out := make([]token, 0, len(fields))
+	for i := 0; i < len(fields); {
+		canon, n := s.match(fields[i:])
+		if n > 0 {
+			out = append(out, token{text: canon, canon: true})
+			i += n
+			continue
+		}
+		out = append(out, token{text: fields[i]})
+		i++
+	}
+	return out
+}
+
 // match returns the canonical term of the longest synonym at the start of fields, and how many fields it spans.
 func (s *synonyms) match(fields []string) (string, int) {
-	if s == nil {
-		return "", 0
-	}
-	for n := min(s.maxWords, len(fields)); n > 0; n-- {
-		if canon, ok := s.phrases[strings.Join(fields[:n], " ")]; ok {
-			return canon, n
+	for _, p := range s.byFirst[fields[0]] {
+		if len(p.words) <= len(fields) && slices.Equal(p.words, fields[:len(p.words)]) {
+			return p.canon, len(p.words)
 		}
 	}
 	return "", 0

@@ -64,8 +64,9 @@ type Matcher struct {
 	base    *Base
 	cfg     Config
 	syn     *synonyms
-	indexes []*index // one per language, in the order of Langs
-	handoff int32    // the unit number of the handoff phrasings: one past the last entry
+	indexes []*index        // one per language, in the order of Langs
+	known   map[string]bool // every word of every index as written (folded): typo correction leaves them alone
+	handoff int32           // the unit number of the handoff phrasings: one past the last entry
 }
 
 // NewMatcher indexes a base.
@@ -84,6 +85,12 @@ func NewMatcher(b *Base, cfg Config) *Matcher {
 			texts = append(texts, unitText{unit: m.handoff, text: q, weight: 1})
 		}
 		m.indexes = append(m.indexes, buildIndex(newAnalyzer(lang, b.StopWords), m.syn, texts, len(b.Entries)+1))
+	}
+	m.known = map[string]bool{}
+	for _, ix := range m.indexes {
+		for w := range ix.surface {
+			m.known[w] = true
+		}
 	}
 	return m
 }
@@ -112,13 +119,13 @@ type ranking struct {
 // rank scores every entry for question. Entries are scored in every language's index and keep their best score,
 // so a question in one language still finds an entry through the acronyms and terms it shares with another.
 func (m *Matcher) rank(question string, prefer Lang) ranking {
-	folded := foldPhrase(question)
+	tokens := m.syn.tokens(foldPhrase(question))
 	scores := make([]float64, len(m.base.Entries)+1)
 	r := ranking{empty: true, lang: prefer}
 	best := -1.0
 	for _, li := range langOrder(prefer) {
 		ix := m.indexes[li]
-		q := ix.query(folded, m.syn)
+		q := ix.query(tokens, m.known)
 		if q.words > 0 {
 			r.empty = false
 		}
@@ -302,7 +309,7 @@ func buildIndex(an *analyzer, syn *synonyms, texts []unitText, units int) *index
 	docTerms := make([][]string, len(texts))
 	df := map[string]map[int32]bool{}
 	for i, t := range texts {
-		for _, w := range an.words(foldPhrase(t.text), syn) {
+		for _, w := range an.words(syn.tokens(foldPhrase(t.text))) {
 			docTerms[i] = append(docTerms[i], w.term)
 			if df[w.term] == nil {
 				df[w.term] = map[int32]bool{}
@@ -424,10 +431,10 @@ type queryVec struct {
 	words int     // words left after stop words, known or not
 }
 
-// query analyses a folded question into a weighted vector of the index's terms. A word the index does not know is
+// query analyses a question into a weighted vector of the index's terms. A word that no language's index knows is
 // corrected to a known word one or two typos away, or split into two known words (German compounds); failing
-// that, it only adds to the vector's length.
-func (ix *index) query(folded string, syn *synonyms) queryVec {
+// that, or when the word belongs to another language, it only adds to the vector's length.
+func (ix *index) query(tokens []token, known map[string]bool) queryVec {
 	var q queryVec
 	add := func(id int32, w float64) {
 		for i, t := range q.terms {
@@ -440,11 +447,15 @@ func (ix *index) query(folded string, syn *synonyms) queryVec {
 		q.w = append(q.w, w)
 	}
 	unknown := 0.0
-	words := ix.an.words(folded, syn)
+	words := ix.an.words(tokens)
 	q.words = len(words)
 	for _, w := range words {
 		if id, ok := ix.terms[w.term]; ok {
 			add(id, ix.idf[id])
+			continue
+		}
+		if known[w.surface] {
+			unknown += ix.unknown * ix.unknown
 			continue
 		}
 		if term, ok := ix.correct(w.surface); ok {
@@ -475,7 +486,8 @@ const typoWeight = 0.8
 
 // correct finds the known word closest to w: one edit away for short words, two for long ones. Candidates come
 // from the deletion index (SymSpell's idea): a known word and w share a string when each has at most one letter
-// deleted (two on w's side for long words); the edit distance then decides.
+// deleted, which finds every word one edit away and those two edits away by two substitutions or an insertion
+// and a deletion; the edit distance then decides.
 func (ix *index) correct(w string) (string, bool) {
 	if len(w) < minFuzzy || len(w) > maxFuzzy || isDigit(w) {
 		return "", false
@@ -501,11 +513,6 @@ func (ix *index) correct(w string) (string, bool) {
 	lookup(w)
 	for _, d := range deletes1(w) {
 		lookup(d)
-		if maxDist == 2 {
-			for _, dd := range deletes1(d) {
-				lookup(dd)
-			}
-		}
 	}
 	if bestDist > maxDist {
 		return "", false
@@ -607,9 +614,9 @@ const centroidShare = 0.6
 // typo corrections included) and the best entries. It is for people tuning the knowledge base.
 func (m *Matcher) Explain(question string, k int) string {
 	var b strings.Builder
-	folded := foldPhrase(question)
+	tokens := m.syn.tokens(foldPhrase(question))
 	for li, ix := range m.indexes {
-		q := ix.query(folded, m.syn)
+		q := ix.query(tokens, m.known)
 		names := make(map[int32]string, len(q.terms))
 		for term, id := range ix.terms {
 			if slices.Contains(q.terms, id) {
