@@ -34,7 +34,7 @@ func Open(ctx context.Context, rawURL string) (redis.UniversalClient, error) {
 func ParseURL(rawURL string) (*redis.UniversalOptions, error) {
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok || (scheme != "redis" && scheme != "rediss") {
-		return nil, fmt.Errorf("redis URL %s: want redis://host:port/db or rediss://...", Redact(rawURL))
+		return nil, fmt.Errorf("redis URL %s: want redis://host:port/db (or rediss:// for TLS)", Redact(rawURL))
 	}
 	// net/url takes one host; cut the host list out and hand go-redis a URL with the first.
 	end := strings.IndexAny(rest, "/?")
