@@ -10,6 +10,7 @@ package faq
 import (
 	"embed"
 	"io/fs"
+	"strings"
 	"time"
 )
 
@@ -33,8 +34,8 @@ var Langs = []Lang{"en", "de", "it", "fr", "es"}
 
 // ParseLang returns the Lang for a code such as "de" or "de-AT", and false if it is not one of Langs.
 func ParseLang(code string) (Lang, bool) {
-	if len(code) >= 2 {
-		c := Lang(lower2(code[:2]))
+	if len(code) == 2 || (len(code) > 2 && (code[2] == '-' || code[2] == '_')) {
+		c := Lang(strings.ToLower(code[:2]))
 		for _, l := range Langs {
 			if l == c {
 				return l, true
@@ -42,16 +43,6 @@ func ParseLang(code string) (Lang, bool) {
 		}
 	}
 	return "", false
-}
-
-func lower2(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if 'A' <= c && c <= 'Z' {
-			b[i] = c + 'a' - 'A'
-		}
-	}
-	return string(b)
 }
 
 // Entry is one question of the knowledge base with its answer in every language.

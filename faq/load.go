@@ -453,13 +453,11 @@ func (l *loader) entry(file string) *Entry {
 		}
 	}
 	l.lines[file] = related
-	if len(l.problems) > before && hasError(l.problems[before:]) {
+	if l.problems[before:].Errors() {
 		return nil
 	}
 	return e
 }
-
-func hasError(ps Problems) bool { return ps.Errors() }
 
 func (l *loader) text(file string, k, v *yaml.Node, lang Lang) Text {
 	var t Text

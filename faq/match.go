@@ -98,9 +98,6 @@ func NewMatcher(b *Base, cfg Config) *Matcher {
 // Base returns the knowledge base the matcher was built from.
 func (m *Matcher) Base() *Base { return m.base }
 
-// Config returns the matcher's thresholds.
-func (m *Matcher) Config() Config { return m.cfg }
-
 // WithConfig returns a matcher over the same index with other thresholds.
 func (m *Matcher) WithConfig(cfg Config) *Matcher {
 	c := *m
@@ -170,12 +167,6 @@ func langOrder(prefer Lang) []int {
 		add(l)
 	}
 	return order
-}
-
-// Rank returns up to k entries for question, best first, with their scores.
-func (m *Matcher) Rank(question string, k int) []Scored {
-	r := m.rank(question, "en").ranked
-	return r[:min(k, len(r))]
 }
 
 // Match decides what to do with a question. hint is the language the person's chat app reports, or "".
