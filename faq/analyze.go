@@ -68,22 +68,19 @@ func newAnalyzer(lang Lang, extraStop []string) *analyzer {
 	// The stop words of all five languages: people mix languages, and the knowledge base quotes names and titles
 	// in English.
 	stopWords := analysis.NewTokenMap()
-	extra := []byte(strings.Join(extraStop, "\n"))
-	for _, words := range [][]byte{en.EnglishStopWords, de.GermanStopWords, it.ItalianStopWords, fr.FrenchStopWords, es.SpanishStopWords, extra} {
-		raw := analysis.NewTokenMap()
-		if err := raw.LoadBytes(words); err != nil {
-			panic(err) // bleve's own lists: cannot fail
+	add := func(f string) {
+		if norm != nil {
+			f = string(norm.Filter(analysis.TokenStream{{Term: []byte(f)}})[0].Term)
 		}
-		for w := range raw {
-			f := foldPhrase(w)
-			if f == "" || strings.Contains(f, " ") {
-				continue
-			}
-			if norm != nil {
-				f = string(norm.Filter(analysis.TokenStream{{Term: []byte(f)}})[0].Term)
-			}
-			stopWords.AddToken(f)
+		stopWords.AddToken(f)
+	}
+	for _, l := range Langs {
+		for w := range standardStopWords(l) {
+			add(w)
 		}
+	}
+	for _, w := range extraStop {
+		add(w)
 	}
 	a := &analyzer{stop: stopWords}
 	if norm != nil {
@@ -92,6 +89,22 @@ func newAnalyzer(lang Lang, extraStop []string) *analyzer {
 	// Stop words again after stemming: "whats" becomes "what".
 	a.filters = append(a.filters, stop.NewStopTokensFilter(stopWords), stem, stop.NewStopTokensFilter(stopWords))
 	return a
+}
+
+// standardStopWords returns the Snowball stop list of a language from bleve, accent-folded.
+func standardStopWords(lang Lang) map[string]bool {
+	lists := map[Lang][]byte{"en": en.EnglishStopWords, "de": de.GermanStopWords, "it": it.ItalianStopWords, "fr": fr.FrenchStopWords, "es": es.SpanishStopWords}
+	raw := analysis.NewTokenMap()
+	if err := raw.LoadBytes(lists[lang]); err != nil {
+		panic(err) // bleve's own lists: cannot fail
+	}
+	out := make(map[string]bool, len(raw))
+	for w := range raw {
+		if f := foldPhrase(w); f != "" && !strings.Contains(f, " ") {
+			out[f] = true
+		}
+	}
+	return out
 }
 
 // word is one word of a text: its folded surface form and its term (stem). Synonyms keep their canonical term.

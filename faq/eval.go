@@ -207,8 +207,15 @@ func (rep *Report) Print(w io.Writer) {
 		fmt.Fprintf(w, "%-4s %5d %6.1f%% %6.3f %8.1f%% %7.1f%% %9.1f%%\n", s.Lang, s.N, pct(s.Top1, s.N),
 			s.RR/float64(max(s.N, 1)), pct(s.Answered, s.N), pct(s.Wrong, s.N), pct(s.Suggested, s.N))
 	}
+	right := 0
+	for _, o := range rep.Outcomes {
+		if o.Got.Lang == o.Lang {
+			right++
+		}
+	}
+	fmt.Fprintf(w, "\nreply language right: %d/%d (%.1f%%)\n", right, len(rep.Outcomes), pct(right, len(rep.Outcomes)))
 	ok, n := rep.Rejection()
-	fmt.Fprintf(w, "\nout of scope not answered: %d/%d (%.1f%%)\n", ok, n, pct(ok, n))
+	fmt.Fprintf(w, "out of scope not answered: %d/%d (%.1f%%)\n", ok, n, pct(ok, n))
 	ok, n = rep.HumanRecall()
 	fmt.Fprintf(w, "requests for a person escalated: %d/%d (%.1f%%)\n", ok, n, pct(ok, n))
 	fmt.Fprintf(w, "\nmisses (line: lang expected -> decision [top entry, score]: question):\n")

@@ -1,0 +1,460 @@
+package bot
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/redis/go-redis/v9"
+
+	"csrdesk/faq"
+	"csrdesk/internal/rdb/rdbtest"
+	"csrdesk/templates"
+)
+
+var redisSrv *rdbtest.Server
+
+func TestMain(m *testing.M) {
+	redisSrv = rdbtest.MustStart()
+	code := m.Run()
+	redisSrv.Stop()
+	os.Exit(code)
+}
+
+// recorder is a Channel that keeps what it was asked to send.
+type recorder struct {
+	mu   sync.Mutex
+	sent map[string][]Reply
+}
+
+func (r *recorder) Send(_ context.Context, chat string, reply Reply) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.sent == nil {
+		r.sent = map[string][]Reply{}
+	}
+	r.sent[chat] = append(r.sent[chat], reply)
+	return nil
+}
+
+// take returns and forgets what was sent to chat.
+func (r *recorder) take(chat string) []Reply {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.sent[chat]
+	delete(r.sent, chat)
+	return out
+}
+
+var (
+	matcherOnce sync.Once
+	matcher     *faq.Matcher
+)
+
+func mustMatcher(tb testing.TB) *faq.Matcher {
+	tb.Helper()
+	matcherOnce.Do(func() {
+		b, problems := faq.Load(faq.Embedded())
+		if b == nil {
+			tb.Fatal(problems)
+		}
+		matcher = faq.NewMatcher(b, faq.DefaultConfig())
+	})
+	return matcher
+}
+
+type fixture struct {
+	e   *Engine
+	ch  *recorder
+	rdb *redis.Client
+	reg *prometheus.Registry
+	now time.Time
+}
+
+// newFixture returns an engine on a fresh Redis database, with a "test" channel, at a Wednesday noon in Brussels.
+func newFixture(t *testing.T, cfg Config) *fixture {
+	t.Helper()
+	f := &fixture{ch: &recorder{}, rdb: redisSrv.Client(t), reg: prometheus.NewRegistry()}
+	f.now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	f.e = f.engine(t, cfg)
+	return f
+}
+
+// noLimit is the default configuration without the rate limit, for tests that send many messages at once.
+func noLimit() Config {
+	cfg := DefaultConfig()
+	cfg.RatePerMin = 0
+	return cfg
+}
+
+// engine builds an engine on the fixture's Redis, as a restarted process would.
+func (f *fixture) engine(t *testing.T, cfg Config) *Engine {
+	t.Helper()
+	texts, err := templates.Bot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := mustMatcher(t)
+	e := New(cfg, f.rdb, func() *faq.Matcher { return m }, texts, NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
+	e.now = func() time.Time { return f.now }
+	e.Register("test", f.ch)
+	return e
+}
+
+func (f *fixture) say(t *testing.T, chat, text string) []Reply {
+	t.Helper()
+	if err := f.e.Handle(context.Background(), Message{Channel: "test", Chat: chat, User: "u-" + chat, Name: "Ada", Text: text}); err != nil {
+		t.Fatalf("Handle(%q): %v", text, err)
+	}
+	return f.ch.take(chat)
+}
+
+func (f *fixture) press(t *testing.T, chat, data string) []Reply {
+	t.Helper()
+	if err := f.e.Handle(context.Background(), Message{Channel: "test", Chat: chat, User: "u-" + chat, Name: "Ada", Data: data}); err != nil {
+		t.Fatalf("press %q: %v", data, err)
+	}
+	return f.ch.take(chat)
+}
+
+func buttons(r Reply) []string {
+	var out []string
+	for _, row := range r.Buttons {
+		for _, b := range row {
+			out = append(out, b.Data)
+		}
+	}
+	return out
+}
+
+func has(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func one(t *testing.T, replies []Reply) Reply {
+	t.Helper()
+	if len(replies) != 1 {
+		t.Fatalf("got %d replies, want 1: %+v", len(replies), replies)
+	}
+	return replies[0]
+}
+
+func TestAnswer(t *testing.T) {
+	f := newFixture(t, noLimit())
+	r := one(t, f.say(t, "c1", "Does the CSRD apply to our company?"))
+	want := mustMatcher(t).Base().Entry("csrd-scope")
+	if r.Text != want.In("en").Answer {
+		t.Errorf("answer = %q", r.Text)
+	}
+	b := buttons(r)
+	for _, d := range []string{"y:csrd-scope", "n:csrd-scope", "h", "a:" + want.Related[0]} {
+		if !has(b, d) {
+			t.Errorf("buttons %v lack %q", b, d)
+		}
+	}
+	// A follow-up button shows that entry.
+	r = one(t, f.press(t, "c1", "a:"+want.Related[0]))
+	if r.Text != mustMatcher(t).Base().Entry(want.Related[0]).In("en").Answer {
+		t.Errorf("follow-up answer = %q", r.Text)
+	}
+	if got := testutil.ToFloat64(f.e.metrics.Questions.WithLabelValues("answer", "en")); got != 1 {
+		t.Errorf("questions{answer,en} = %v, want 1", got)
+	}
+}
+
+func TestAnswerInTheQuestionsLanguage(t *testing.T) {
+	f := newFixture(t, noLimit())
+	r := one(t, f.say(t, "c1", "Gilt die CSRD für unser Unternehmen?"))
+	if r.Text != mustMatcher(t).Base().Entry("csrd-scope").In("de").Answer {
+		t.Errorf("German question answered with %q", r.Text)
+	}
+	// The conversation stays German for a command.
+	if r := one(t, f.say(t, "c1", "/help")); !strings.Contains(r.Text, "Stellen Sie Ihre Frage") {
+		t.Errorf("/help after a German question: %q", r.Text)
+	}
+}
+
+func TestSuggest(t *testing.T) {
+	f := newFixture(t, noLimit())
+	r := one(t, f.say(t, "c1", "iso"))
+	if !strings.Contains(r.Text, "Did you mean") {
+		t.Errorf("suggest text = %q", r.Text)
+	}
+	b := buttons(r)
+	if len(b) < 2 || !strings.HasPrefix(b[0], "a:") || b[len(b)-1] != "h" {
+		t.Errorf("suggestion buttons = %v, want entries then staff", b)
+	}
+}
+
+func TestNoMatchOffersStaff(t *testing.T) {
+	f := newFixture(t, noLimit())
+	r := one(t, f.say(t, "c1", "what is the capital of peru"))
+	if !strings.Contains(r.Text, "no good answer") || !has(buttons(r), "h") {
+		t.Errorf("no match: %+v", r)
+	}
+	if n, _ := f.rdb.Exists(context.Background(), key("chat-ticket", "test", "c1")).Result(); n != 0 {
+		t.Error("a question the bot cannot answer opened a ticket without being asked to")
+	}
+}
+
+func TestFeedback(t *testing.T) {
+	f := newFixture(t, noLimit())
+	f.say(t, "c1", "how do we calculate scope 1 and 2 emissions")
+	if r := one(t, f.press(t, "c1", "y:scope-1-2")); !strings.Contains(r.Text, "Glad") {
+		t.Errorf("helped: %q", r.Text)
+	}
+	r := one(t, f.press(t, "c1", "n:scope-1-2"))
+	b := buttons(r)
+	if has(b, "a:scope-1-2") || b[len(b)-1] != "h" {
+		t.Errorf("not helped: buttons %v, want other entries then staff", b)
+	}
+	if got := testutil.ToFloat64(f.e.metrics.Feedback.WithLabelValues("not_helped")); got != 1 {
+		t.Errorf("feedback{not_helped} = %v", got)
+	}
+}
+
+func TestHandoffLoop(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, noLimit())
+	f.say(t, "c1", "will machine tools fall under CBAM in 2028?")
+	r := one(t, f.say(t, "c1", "I want to talk to a human"))
+	if !strings.Contains(r.Text, "ticket #1") {
+		t.Fatalf("escalation reply: %q", r.Text)
+	}
+	tk, log, err := f.e.Ticket(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tk.State != StateNew || tk.Channel != "test" || tk.Chat != "c1" || tk.Name != "Ada" || tk.Lang != "en" {
+		t.Errorf("ticket = %+v", tk)
+	}
+	if len(log) < 3 || log[0].Text != "will machine tools fall under CBAM in 2028?" {
+		t.Errorf("the transcript lacks the conversation before the handover: %+v", log)
+	}
+
+	// While the ticket is open the bot stays silent and the message goes to the ticket.
+	if got := f.say(t, "c1", "what is the CSRD?"); len(got) != 0 {
+		t.Errorf("bot answered over the staff: %+v", got)
+	}
+	if _, log, _ = f.e.Ticket(ctx, 1); log[len(log)-1].Text != "what is the CSRD?" || log[len(log)-1].From != "user" {
+		t.Errorf("the message did not reach the ticket: %+v", log[len(log)-1])
+	}
+
+	// An internal note never reaches the person.
+	if err := f.e.StaffReply(ctx, 1, "Bea", "note: customer of ours, check the CBAM proposal"); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.ch.take("c1"); len(got) != 0 {
+		t.Errorf("a note reached the person: %+v", got)
+	}
+	// A reply does, and claims the ticket.
+	if err := f.e.StaffReply(ctx, 1, "Bea", "The extension is only a proposal so far."); err != nil {
+		t.Fatal(err)
+	}
+	r = one(t, f.ch.take("c1"))
+	if r.Text != "**Bea** (platform staff): The extension is only a proposal so far." || r.From != "staff" {
+		t.Errorf("staff reply as the person saw it: %+v", r)
+	}
+	tk, log, _ = f.e.Ticket(ctx, 1)
+	if tk.State != StateClaimed || tk.Assignee != "Bea" || tk.FirstReply.IsZero() {
+		t.Errorf("after the reply: %+v", tk)
+	}
+	var note *LogEntry
+	for i := range log {
+		if log[i].From == "note" {
+			note = &log[i]
+		}
+	}
+	if note == nil || note.Text != "customer of ours, check the CBAM proposal" || note.Name != "Bea" {
+		t.Errorf("note in the log: %+v", note)
+	}
+
+	// Resolving tells the person and asks for a rating; the bot answers again.
+	if err := f.e.Resolve(ctx, 1, "Bea"); err != nil {
+		t.Fatal(err)
+	}
+	r = one(t, f.ch.take("c1"))
+	if !strings.Contains(r.Text, "resolved") || !has(buttons(r), "rate:1:5") {
+		t.Errorf("resolve message: %+v", r)
+	}
+	if r := one(t, f.press(t, "c1", "rate:1:4")); !strings.Contains(r.Text, "Thank you") {
+		t.Errorf("rating reply: %q", r.Text)
+	}
+	f.press(t, "c1", "rate:1:1") // a second rating does not overwrite the first
+	if tk, _, _ = f.e.Ticket(ctx, 1); tk.Rating != 4 || tk.State != StateResolved {
+		t.Errorf("after rating: %+v", tk)
+	}
+	if r := one(t, f.say(t, "c1", "what is the CSRD?")); r.From != "bot" || len(r.Buttons) == 0 {
+		t.Errorf("after resolving, the bot should answer again: %+v", r)
+	}
+	if err := f.e.StaffReply(ctx, 1, "Bea", "one more thing"); err == nil {
+		t.Error("a reply on a resolved ticket was accepted")
+	}
+	for ev, want := range map[string]float64{"opened": 1, "claimed": 1, "resolved": 1} {
+		if got := testutil.ToFloat64(f.e.metrics.Tickets.WithLabelValues(ev)); got != want {
+			t.Errorf("tickets{%s} = %v, want %v", ev, got, want)
+		}
+	}
+}
+
+func TestRatingOnlyFromItsChat(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, noLimit())
+	f.say(t, "c1", "/human")
+	f.e.Resolve(ctx, 1, "Bea")
+	f.ch.take("c1")
+	f.press(t, "c2", "rate:1:1")
+	if tk, _, _ := f.e.Ticket(ctx, 1); tk.Rating != 0 {
+		t.Errorf("another chat rated the ticket: %d", tk.Rating)
+	}
+}
+
+func TestRestartInTheMiddleOfATicket(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, noLimit())
+	f.say(t, "c1", "/human is there a fee to join?")
+	// A new process on the same Redis.
+	f.e = f.engine(t, noLimit())
+	if got := f.say(t, "c1", "hello? anyone"); len(got) != 0 {
+		t.Errorf("after a restart the bot answered over the staff: %+v", got)
+	}
+	tk, log, err := f.e.Ticket(ctx, 1)
+	if err != nil || tk.Question != "is there a fee to join?" || log[len(log)-1].Text != "hello? anyone" {
+		t.Fatalf("ticket after restart: %+v %+v %v", tk, log, err)
+	}
+	if err := f.e.StaffReply(ctx, 1, "Bea", "No fee."); err != nil {
+		t.Fatal(err)
+	}
+	if r := one(t, f.ch.take("c1")); !strings.HasSuffix(r.Text, "No fee.") {
+		t.Errorf("reply after restart: %q", r.Text)
+	}
+}
+
+func TestOneTicketPerChat(t *testing.T) {
+	f := newFixture(t, noLimit())
+	f.say(t, "c1", "/human")
+	if r := one(t, f.say(t, "c1", "/human")); !strings.Contains(r.Text, "already with our staff") {
+		t.Errorf("second /human: %q", r.Text)
+	}
+	if open, _ := f.e.Tickets(context.Background(), true, 10); len(open) != 1 {
+		t.Errorf("%d open tickets, want 1", len(open))
+	}
+}
+
+func TestAfterHours(t *testing.T) {
+	f := newFixture(t, noLimit())
+	f.now = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC) // a Saturday
+	r := one(t, f.say(t, "c1", "/human"))
+	if !strings.Contains(r.Text, "Mon-Fri 09:00-17:00 Europe/Brussels") || !strings.Contains(r.Text, "Mon 30 Nov 09:00 CET") {
+		t.Errorf("after hours: %q", r.Text)
+	}
+	f2 := newFixture(t, noLimit())
+	if r := one(t, f2.say(t, "c1", "/human")); strings.Contains(r.Text, "Mon-Fri") {
+		t.Errorf("within office hours the person was told to wait: %q", r.Text)
+	}
+}
+
+func TestReminder(t *testing.T) {
+	ctx := context.Background()
+	cfg := noLimit()
+	cfg.RemindAfter = 30 * time.Minute
+	f := newFixture(t, cfg)
+	f.say(t, "c1", "/human")
+	f.say(t, "c2", "/human")
+	f.e.Claim(ctx, 2, "Bea")
+	f.now = f.now.Add(20 * time.Minute)
+	if n, _ := f.e.RemindUnclaimed(ctx); n != 0 {
+		t.Errorf("reminded %d tickets after 20 minutes", n)
+	}
+	f.now = f.now.Add(20 * time.Minute)
+	if n, err := f.e.RemindUnclaimed(ctx); n != 1 || err != nil {
+		t.Errorf("reminded %d tickets (%v), want 1: the unclaimed one", n, err)
+	}
+	if n, _ := f.e.RemindUnclaimed(ctx); n != 0 {
+		t.Errorf("reminded again: %d", n)
+	}
+}
+
+func TestRateLimit(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.RatePerMin = 2 // a burst of one
+	f := newFixture(t, cfg)
+	if r := one(t, f.say(t, "c1", "what is the CSRD?")); strings.Contains(r.Text, "faster than I can read") {
+		t.Fatal("the first message was rate limited")
+	}
+	if r := one(t, f.say(t, "c1", "and the CSDDD?")); !strings.Contains(r.Text, "faster than I can read") {
+		t.Errorf("second message at once: %q, want the rate-limit message", r.Text)
+	}
+	// Another person is not affected.
+	if r := one(t, f.say(t, "c2", "and the CSDDD?")); strings.Contains(r.Text, "faster than I can read") {
+		t.Error("one person's rate limit hit another")
+	}
+}
+
+func TestLimitsAndCommands(t *testing.T) {
+	f := newFixture(t, noLimit())
+	if r := one(t, f.say(t, "c1", strings.Repeat("x", 2001))); !strings.Contains(r.Text, "at most 2000 characters") {
+		t.Errorf("too long: %q", r.Text)
+	}
+	if r := one(t, f.say(t, "c1", "/start@csrdesk_bot")); !strings.Contains(r.Text, "Hello Ada!") {
+		t.Errorf("/start: %q", r.Text)
+	}
+	r := one(t, f.say(t, "c1", "/topics"))
+	if b := buttons(r); len(b) != 11 || b[0] != "t:platform" {
+		t.Errorf("/topics buttons: %v", b)
+	}
+	if r := one(t, f.press(t, "c1", "t:eu-law")); !has(buttons(r), "a:csrd-scope") {
+		t.Errorf("topic eu-law: %v", buttons(r))
+	}
+	if r := one(t, f.say(t, "c1", "/language")); len(buttons(r)) != 5 {
+		t.Errorf("/language: %+v", r)
+	}
+	if r := one(t, f.press(t, "c1", "l:fr")); r.Text != "Désormais je réponds en français." {
+		t.Errorf("language set: %q", r.Text)
+	}
+	// An English question is now answered in French.
+	r = one(t, f.say(t, "c1", "Does the CSRD apply to our company?"))
+	if r.Text != mustMatcher(t).Base().Entry("csrd-scope").In("fr").Answer {
+		t.Errorf("after /language fr: %q", r.Text)
+	}
+	if got := f.press(t, "c1", "nonsense:data"); len(got) != 0 {
+		t.Errorf("unknown button answered: %+v", got)
+	}
+	if r := one(t, f.say(t, "c1", "\xff\xfe")); r.Text == "" {
+		t.Error("invalid UTF-8 got an empty reply")
+	}
+}
+
+func TestHours(t *testing.T) {
+	if _, err := ParseHours("Mon-Fri 9-17 Europe/Brussels"); err == nil {
+		t.Error("bad time range accepted")
+	}
+	if _, err := ParseHours("Mon-Fry 09:00-17:00 Europe/Brussels"); err == nil {
+		t.Error("bad day accepted")
+	}
+	if _, err := ParseHours("Mon-Fri 09:00-17:00 Mars/Olympus"); err == nil {
+		t.Error("bad zone accepted")
+	}
+	h, err := ParseHours("Fri-Mon 08:00-12:00 UTC")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sun := time.Date(2026, 11, 29, 9, 0, 0, 0, time.UTC)
+	if !h.Open(sun) || h.Open(sun.Add(24*time.Hour+4*time.Hour)) || h.Open(sun.Add(48*time.Hour)) {
+		t.Error("Fri-Mon wraps around the week")
+	}
+	if got := h.Next(sun.Add(48 * time.Hour)); !got.Equal(time.Date(2026, 12, 4, 8, 0, 0, 0, time.UTC)) {
+		t.Errorf("next opening after Tuesday = %v, want Friday 08:00", got)
+	}
+}

@@ -1,0 +1,96 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"csrdesk/faq"
+)
+
+// key builds a Redis key under csrdesk's prefix.
+func key(parts ...string) string { return "csrdesk:" + strings.Join(parts, ":") }
+
+// conv is the state of one conversation: kept for Config.StateTTL after its last message, except the open
+// ticket, which is kept until the ticket is resolved.
+type conv struct {
+	Lang   faq.Lang // the language of the conversation
+	Fixed  bool     // chosen with /language: detection no longer changes it
+	LastQ  string   // the last question asked, for "did not help" and "talk to staff"
+	Ticket int64    // the open ticket, or 0
+}
+
+func (c *conv) lang(hint faq.Lang) faq.Lang {
+	switch {
+	case c.Lang != "":
+		return c.Lang
+	case hint != "":
+		return hint
+	}
+	return "en"
+}
+
+func (e *Engine) loadConv(ctx context.Context, m Message) (*conv, error) {
+	pipe := e.rdb.Pipeline()
+	h := pipe.HGetAll(ctx, key("conv", m.Channel, m.Chat))
+	t := pipe.Get(ctx, key("chat-ticket", m.Channel, m.Chat))
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("load conversation: %w", err)
+	}
+	v := h.Val()
+	c := &conv{LastQ: v["lastq"], Fixed: v["fixed"] == "1"}
+	if l, ok := faq.ParseLang(v["lang"]); ok {
+		c.Lang = l
+	}
+	c.Ticket, _ = strconv.ParseInt(t.Val(), 10, 64)
+	return c, nil
+}
+
+func (e *Engine) saveConv(ctx context.Context, m Message, c *conv) error {
+	k := key("conv", m.Channel, m.Chat)
+	fixed := "0"
+	if c.Fixed {
+		fixed = "1"
+	}
+	pipe := e.rdb.TxPipeline()
+	pipe.HSet(ctx, k, "lang", string(c.Lang), "fixed", fixed, "lastq", c.LastQ)
+	pipe.Expire(ctx, k, e.cfg.StateTTL)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("save conversation: %w", err)
+	}
+	return nil
+}
+
+// LogEntry is one message of a conversation or ticket.
+type LogEntry struct {
+	At   time.Time `json:"at"`
+	From string    `json:"from"` // user, bot, staff, note or event
+	Name string    `json:"name,omitempty"`
+	Text string    `json:"text"`
+}
+
+// historyLen is how many recent messages of a conversation are kept, to give staff the context of a handover.
+const historyLen = 20
+
+// remember adds a message to the conversation's recent history. History is a courtesy to staff: failing to
+// record it must not fail the conversation, so errors are only logged.
+func (e *Engine) remember(ctx context.Context, channel, chat, from, text string) {
+	if text == "" {
+		return
+	}
+	data, _ := json.Marshal(LogEntry{At: e.now().UTC(), From: from, Text: text})
+	k := key("history", channel, chat)
+	pipe := e.rdb.Pipeline()
+	pipe.RPush(ctx, k, data)
+	pipe.LTrim(ctx, k, -historyLen, -1)
+	pipe.Expire(ctx, k, e.cfg.StateTTL)
+	if _, err := pipe.Exec(ctx); err != nil {
+		e.log.Warn("record conversation history", "channel", channel, "err", err)
+	}
+}
