@@ -7,7 +7,7 @@ REDIS_PORT ?= 6391
 VAR        := $(CURDIR)/var
 BIN        := $(CURDIR)/bin/csrdesk
 
-.PHONY: run test bench lint build redis-server clean
+.PHONY: run test bench lint build redis-server chromium clean
 
 build:
 	go build -o $(BIN) ./cmd/csrdesk
@@ -24,8 +24,20 @@ redis-server:
 	  fi; \
 	fi
 
+# chromium: the browser the end-to-end test drives; installed like redis-server.
+chromium:
+	@if ! command -v chromium >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing chromium with apt-get"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "chromium is missing (the end-to-end test drives it); install it with:  sudo apt-get install -y chromium" >&2; exit 1; \
+	  fi; \
+	fi
+
 # run: a project-local Redis (port $(REDIS_PORT), data in var/redis, AOF on) unless CSRDESK_REDIS_URL points
-# elsewhere, then csrdesk serve. Ctrl-C stops both.
+# elsewhere, a staff token and session secret kept in var/ unless set, then csrdesk serve. Ctrl-C stops both.
 run: redis-server build
 	@if [ -z "$${CSRDESK_REDIS_URL:-}" ]; then \
 	  mkdir -p $(VAR)/redis; \
@@ -38,9 +50,17 @@ run: redis-server build
 	  fi; \
 	  export CSRDESK_REDIS_URL=redis://127.0.0.1:$(REDIS_PORT)/0; \
 	fi; \
+	if [ -z "$${CSRDESK_STAFF_TOKEN:-}$${CSRDESK_STAFF_USERS:-}" ]; then \
+	  mkdir -p $(VAR); \
+	  [ -s $(VAR)/staff-token ] || head -c 18 /dev/urandom | base64 | tr -d '/+=' > $(VAR)/staff-token; \
+	  export CSRDESK_STAFF_TOKEN=$$(cat $(VAR)/staff-token); \
+	  echo "staff inbox: http://127.0.0.1:8080/staff (any name; the token is in var/staff-token)"; \
+	fi; \
+	[ -s $(VAR)/secret ] || head -c 32 /dev/urandom | base64 > $(VAR)/secret; \
+	export CSRDESK_SECRET="$${CSRDESK_SECRET:-$$(cat $(VAR)/secret)}"; \
 	$(BIN) serve
 
-test: redis-server
+test: redis-server chromium
 	go test -race -count=1 ./...
 
 # bench: knowledge base load-and-index time and memory, per-query latency (p50, p99) and throughput on one core.

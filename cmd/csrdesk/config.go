@@ -6,7 +6,9 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"time"
 
+	"csrdesk/bot"
 	"csrdesk/faq"
 )
 
@@ -19,6 +21,11 @@ type config struct {
 	FAQ       faq.Config
 	LogFormat string
 	LogLevel  slog.Level
+
+	Bot        bot.Config
+	StaffToken string
+	StaffUsers map[string]string
+	Secret     string
 }
 
 func parseConfig(getenv func(string) string) (config, error) {
@@ -27,6 +34,7 @@ func parseConfig(getenv func(string) string) (config, error) {
 		HTTPAddr:  "127.0.0.1:8080",
 		FAQ:       faq.DefaultConfig(),
 		LogFormat: "text",
+		Bot:       bot.DefaultConfig(),
 	}
 	var errs []string
 	str := func(name string, dst *string) {
@@ -63,6 +71,50 @@ func parseConfig(getenv func(string) string) (config, error) {
 			errs = append(errs, fmt.Sprintf("CSRDESK_LOG_LEVEL=%q: want debug, info, warn or error", v))
 		}
 	}
+	str("CSRDESK_STAFF_TOKEN", &c.StaffToken)
+	str("CSRDESK_SECRET", &c.Secret)
+	if v := strings.TrimSpace(getenv("CSRDESK_STAFF_USERS")); v != "" {
+		c.StaffUsers = map[string]string{}
+		for _, pair := range strings.Split(v, ",") {
+			name, pass, ok := strings.Cut(strings.TrimSpace(pair), ":")
+			if !ok || strings.TrimSpace(name) == "" || pass == "" {
+				errs = append(errs, "CSRDESK_STAFF_USERS: want name:password pairs separated by commas")
+				break
+			}
+			c.StaffUsers[strings.TrimSpace(name)] = pass
+		}
+	}
+	if v := strings.TrimSpace(getenv("CSRDESK_OFFICE_HOURS")); v != "" {
+		h, err := bot.ParseHours(v)
+		if err != nil {
+			errs = append(errs, "CSRDESK_OFFICE_HOURS: "+err.Error())
+		}
+		c.Bot.Hours = h
+	}
+	duration := func(name string, dst *time.Duration) {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			d, err := time.ParseDuration(v)
+			if err != nil || d <= 0 {
+				errs = append(errs, fmt.Sprintf("%s=%q: want a duration like 30m or 2h", name, v))
+				return
+			}
+			*dst = d
+		}
+	}
+	duration("CSRDESK_TICKET_REMIND", &c.Bot.RemindAfter)
+	duration("CSRDESK_CHAT_STATE_TTL", &c.Bot.StateTTL)
+	integer := func(name string, dst *int, min int) {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < min {
+				errs = append(errs, fmt.Sprintf("%s=%q: want a whole number of at least %d", name, v, min))
+				return
+			}
+			*dst = n
+		}
+	}
+	integer("CSRDESK_RATE_PER_MIN", &c.Bot.RatePerMin, 0)
+	integer("CSRDESK_MAX_MESSAGE", &c.Bot.MaxMessage, 1)
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Sprintf("CSRDESK_HTTP_ADDR=%q: want host:port", c.HTTPAddr))
 	}

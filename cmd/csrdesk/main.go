@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // office hours name time zones; not every machine has the zone files
 )
 
 func main() {

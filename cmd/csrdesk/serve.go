@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,8 +16,16 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
+	"csrdesk/bot"
+	"csrdesk/bot/web"
 	"csrdesk/faq"
 	"csrdesk/internal/rdb"
+	"csrdesk/templates"
 )
 
 func newLogger(cfg config, w io.Writer) *slog.Logger {
@@ -28,7 +37,7 @@ func newLogger(cfg config, w io.Writer) *slog.Logger {
 }
 
 // serve runs the help desk until ctx is done: the knowledge base (reloaded when its files change or on SIGHUP),
-// the Redis connection and the HTTP server.
+// the conversation engine, the web chat and staff inbox, metrics, and the reminders for unclaimed tickets.
 func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) error {
 	if len(args) > 0 {
 		return usageError("serve takes no arguments; configure it with CSRDESK_* variables")
@@ -38,21 +47,53 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
+	texts, err := templates.Bot()
+	if err != nil {
+		return err
+	}
 	rc, err := rdb.Open(ctx, cfg.RedisURL)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
 
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	engine := bot.New(cfg.Bot, rc, kb.Matcher, texts, bot.NewMetrics(reg), log)
+
+	secret := []byte(cfg.Secret)
+	if len(secret) == 0 {
+		secret = make([]byte, 32)
+		rand.Read(secret)
+		log.Warn("CSRDESK_SECRET is not set: staff sessions end when csrdesk restarts and are not shared between processes")
+	}
+	webSrv, err := web.New(web.Config{PublicURL: cfg.PublicURL, StaffToken: cfg.StaffToken, StaffUsers: cfg.StaffUsers, Secret: secret}, engine, rc, log)
+	if err != nil {
+		return err
+	}
+	if !webSrv.StaffEnabled() {
+		log.Warn("the staff inbox is off: set CSRDESK_STAFF_TOKEN or CSRDESK_STAFF_USERS")
+	}
+
+	mux := newMux(kb, rc)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	webSrv.Register(mux)
+
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	// Streams (server-sent events) end when the server shuts down, instead of holding it up.
+	baseCtx, cancelBase := context.WithCancel(context.Background())
+	defer cancelBase()
 	srv := &http.Server{
-		Handler:           newMux(kb, func(ctx context.Context) error { return rc.Ping(ctx).Err() }),
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 	}
+	srv.RegisterOnShutdown(cancelBase)
+
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -71,11 +112,12 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 			log.Warn("knowledge base will not reload on its own", "err", err)
 		}
 	}()
+	go remind(ctx, engine, log)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	log.Info("csrdesk serving", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "redis", rdb.Redact(cfg.RedisURL),
-		"entries", len(kb.Matcher().Base().Entries))
+		"entries", len(kb.Matcher().Base().Entries), "web_chat", cfg.PublicURL+"/chat", "staff_inbox", cfg.PublicURL+"/staff")
 	select {
 	case err := <-errc:
 		return fmt.Errorf("http server: %w", err)
@@ -90,15 +132,31 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 	return nil
 }
 
+// remind raises reminders for unclaimed tickets every half minute until ctx is done.
+func remind(ctx context.Context, engine *bot.Engine, log *slog.Logger) {
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if _, err := engine.RemindUnclaimed(ctx); err != nil && ctx.Err() == nil {
+				log.Warn("ticket reminders", "err", err)
+			}
+		}
+	}
+}
+
 // maxQuestion is the longest question the API takes, in bytes.
 const maxQuestion = 4000
 
-func newMux(kb *faq.Live, ping func(context.Context) error) *http.ServeMux {
+func newMux(kb *faq.Live, rc redis.UniversalClient) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := ping(ctx); err != nil {
+		if err := rc.Ping(ctx).Err(); err != nil {
 			http.Error(w, "redis unreachable", http.StatusServiceUnavailable)
 			return
 		}
