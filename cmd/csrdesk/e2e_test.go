@@ -55,7 +55,7 @@ func TestWebChatAndStaffInbox(t *testing.T) {
 
 	person := browser(t)
 	botSays := func(text string) chromedp.Action[chromedp.Void] {
-		return chromedp.WaitVisible(`//li[contains(@class,"msg")][contains(@class,"bot") or contains(@class,"staff")]//div[contains(., "`+text+`")]`)
+		return chromedp.WaitVisible(`//li[contains(@class,"msg")][contains(@class,"bot") or contains(@class,"staff")]//div[contains(., "` + text + `")]`)
 	}
 	steps := []struct {
 		name string
