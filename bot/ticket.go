@@ -47,7 +47,7 @@ var (
 	openKey   = key("tickets", "open") // sorted by creation time
 	allKey    = key("tickets", "all")
 	seqKey    = key("tickets", "seq")
-	eventsKey = key("events") // a stream of ticket events, for staff faces in any process
+	eventsKey = EventsStream // ticket events, for staff faces in any process
 )
 
 func unixMilli(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
@@ -80,7 +80,16 @@ func (e *Engine) event(ctx context.Context, pipe redis.Pipeliner, id int64, kind
 	data, _ := json.Marshal(LogEntry{At: e.now().UTC(), From: from, Name: name, Text: text})
 	pipe.RPush(ctx, ticketLogKey(id), data)
 	pipe.XAdd(ctx, &redis.XAddArgs{Stream: eventsKey, MaxLen: 10000, Approx: true, Values: map[string]any{"type": kind, "ticket": id}})
+	pipe.Publish(ctx, NotifyChannel, EventsTopic)
 }
+
+// Streams that pages follow (the ticket events, each web chat) are read with XRANGE when a notice on
+// NotifyChannel names them, instead of each open page holding a Redis connection in a blocking XREAD.
+const (
+	NotifyChannel = "csrdesk:notify"
+	EventsTopic   = "events" // the notice for the ticket event stream; web chats are named by their id
+	EventsStream  = "csrdesk:events"
+)
 
 // escalate opens a ticket for the conversation, or says it already has one.
 func (e *Engine) escalate(ctx context.Context, m Message, conv *conv, lang faq.Lang, question string) error {

@@ -16,8 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"csrdesk/bot"
 )
 
@@ -241,37 +239,18 @@ func (s *Server) ticketAction(w http.ResponseWriter, r *http.Request, staff stri
 // staffEvents streams ticket events (opened, message, reply, note, claimed, resolved, reminder) so that open
 // staff pages refresh themselves.
 func (s *Server) staffEvents(w http.ResponseWriter, r *http.Request, staff string) {
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+	last, err := s.rdb.XRevRangeN(r.Context(), bot.EventsStream, "+", "-", 1).Result()
+	if err != nil {
+		http.Error(w, "events unavailable", http.StatusServiceUnavailable)
 		return
 	}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	flusher.Flush()
-	ctx := r.Context()
-	after := "$"
-	for {
-		res, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{"csrdesk:events", after}, Count: 100, Block: sseBlock}).Result()
-		switch {
-		case ctx.Err() != nil:
-			return
-		case errors.Is(err, redis.Nil):
-			fmt.Fprint(w, ": keep-alive\n\n")
-			flusher.Flush()
-			continue
-		case err != nil:
-			return
-		}
-		for _, st := range res {
-			for _, m := range st.Messages {
-				fmt.Fprintf(w, "data: {\"type\":%q,\"ticket\":%q}\n\n", m.Values["type"], m.Values["ticket"])
-				after = m.ID
-			}
-		}
-		flusher.Flush()
+	after := "0"
+	if len(last) > 0 {
+		after = last[0].ID // only what happens from now on
 	}
+	s.stream(w, r, bot.EventsTopic, bot.EventsStream, after, func(id string, v map[string]any) {
+		fmt.Fprintf(w, "data: {\"type\":%q,\"ticket\":%q}\n\n", v["type"], v["ticket"])
+	})
 }
 
 // pages are the HTML templates of the web faces; html/template escapes everything people wrote.

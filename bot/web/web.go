@@ -37,6 +37,10 @@ type Config struct {
 	StaffUsers map[string]string // or named staff accounts: name -> password
 	Secret     []byte            // signs staff sessions
 	HistoryTTL time.Duration     // how long a chat's messages are kept for the page
+	// StreamWait is how long an event stream waits in Redis for news before sending a keep-alive. go-redis does
+	// not abandon a blocked read when its context ends, so this also bounds how long a shutdown waits for open
+	// streams. Default 5 s.
+	StreamWait time.Duration
 }
 
 // Server serves the web chat and the staff inbox, and is the engine's "web" channel.
@@ -47,6 +51,7 @@ type Server struct {
 	log    *slog.Logger
 	md     goldmark.Markdown
 	pages  *pages
+	hub    *hub
 }
 
 // ChannelName is the name the web chat's messages carry.
@@ -57,14 +62,20 @@ func New(cfg Config, engine *bot.Engine, rdb redis.UniversalClient, log *slog.Lo
 	if cfg.HistoryTTL == 0 {
 		cfg.HistoryTTL = 7 * 24 * time.Hour
 	}
+	if cfg.StreamWait == 0 {
+		cfg.StreamWait = 5 * time.Second
+	}
 	p, err := loadPages()
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, engine: engine, rdb: rdb, log: log, md: goldmark.New(), pages: p}
+	s := &Server{cfg: cfg, engine: engine, rdb: rdb, log: log, md: goldmark.New(), pages: p, hub: newHub()}
 	engine.Register(ChannelName, s)
 	return s, nil
 }
+
+// Run relays news of chats and tickets to the pages open in this process, until ctx is done.
+func (s *Server) Run(ctx context.Context) { s.hub.run(ctx, s.rdb) }
 
 // Register adds the web chat's and the staff inbox's routes to mux.
 func (s *Server) Register(mux *http.ServeMux) {
@@ -110,6 +121,7 @@ func (s *Server) append(ctx context.Context, chat string, it item) error {
 	pipe := s.rdb.TxPipeline()
 	pipe.XAdd(ctx, &redis.XAddArgs{Stream: streamKey(chat), MaxLen: 500, Approx: true, Values: map[string]any{"m": data}})
 	pipe.Expire(ctx, streamKey(chat), s.cfg.HistoryTTL)
+	pipe.Publish(ctx, bot.NotifyChannel, chat)
 	_, err := pipe.Exec(ctx)
 	return err
 }
@@ -218,42 +230,58 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad Last-Event-ID", http.StatusBadRequest)
 		return
 	}
+	s.stream(w, r, chat, streamKey(chat), after, func(id string, v map[string]any) {
+		fmt.Fprintf(w, "id: %s\ndata: %s\n\n", id, v["m"])
+	})
+}
+
+// stream sends the entries of a Redis stream after the given id as server-sent events, then each new entry as
+// the hub announces it, until the client goes away. Without news it re-reads every StreamWait, which sends a
+// keep-alive and covers a notice lost while Pub/Sub reconnected.
+func (s *Server) stream(w http.ResponseWriter, r *http.Request, topic, key, after string, write func(id string, v map[string]any)) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
+	news, stop := s.hub.watch(topic)
+	defer stop()
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	flusher.Flush()
 	ctx := r.Context()
+	timer := time.NewTimer(s.cfg.StreamWait)
+	defer timer.Stop()
 	for {
-		res, err := s.rdb.XRead(ctx, &redis.XReadArgs{Streams: []string{streamKey(chat), after}, Count: 100, Block: sseBlock}).Result()
-		switch {
-		case ctx.Err() != nil:
-			return
-		case errors.Is(err, redis.Nil):
-			fmt.Fprint(w, ": keep-alive\n\n") // proxies close quiet connections
-			flusher.Flush()
-			continue
-		case err != nil:
-			s.log.Warn("web chat: read stream", "err", err)
+		msgs, err := s.rdb.XRangeN(ctx, key, "("+after, "+", 100).Result()
+		if err != nil {
+			if ctx.Err() == nil {
+				s.log.Warn("event stream: read", "err", err)
+			}
 			return // the browser reconnects with Last-Event-ID
 		}
-		for _, st := range res {
-			for _, msg := range st.Messages {
-				fmt.Fprintf(w, "id: %s\ndata: %s\n\n", msg.ID, msg.Values["m"])
-				after = msg.ID
-			}
+		for _, m := range msgs {
+			write(m.ID, m.Values)
+			after = m.ID
+		}
+		if len(msgs) == 100 {
+			flusher.Flush()
+			continue // more to catch up on
+		}
+		if len(msgs) == 0 {
+			fmt.Fprint(w, ": keep-alive\n\n") // proxies close quiet connections
 		}
 		flusher.Flush()
+		timer.Reset(s.cfg.StreamWait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-news:
+		case <-timer.C:
+		}
 	}
 }
 
 var streamID = regexp.MustCompile(`^\d+(-\d+)?$`)
-
-// sseBlock is how long a stream waits in Redis for news before sending a keep-alive. go-redis does not abandon a
-// blocked read when its context ends, so this also bounds how long a shutdown waits for open streams.
-const sseBlock = 5 * time.Second

@@ -113,6 +113,7 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 		}
 	}()
 	go remind(ctx, engine, log)
+	go webSrv.Run(ctx)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
