@@ -211,6 +211,31 @@ func TestServe(t *testing.T) {
 	if code != 200 || a.Decision != faq.Answer || a.Entry == nil || a.Entry.ID != "csrd-scope" || a.Lang != "es" {
 		t.Errorf("ask: %d %+v", code, a)
 	}
+	// A question in the web chat shows in the metrics.
+	resp, err := http.Post("http://"+addr+"/api/chat/session", "application/json", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var session struct{ Chat string }
+	json.NewDecoder(resp.Body).Decode(&session)
+	resp.Body.Close()
+	resp, err = http.Post("http://"+addr+"/api/chat/messages", "application/json",
+		strings.NewReader(`{"chat":"`+session.Chat+`","text":"what is the VSME standard?"}`))
+	if err != nil || resp.StatusCode != 202 {
+		t.Fatalf("chat message: %v %v", err, resp.Status)
+	}
+	resp.Body.Close()
+	resp, err = http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`csrdesk_questions_total{decision="answer",lang="en"} 1`, "csrdesk_ticket_first_reply_seconds_count 0", "go_goroutines"} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 	if code, _ := get("/api/faq/ask?lang=pt&q=ola"); code != 400 {
 		t.Errorf("bad lang: status %d, want 400", code)
 	}
