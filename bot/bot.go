@@ -147,7 +147,9 @@ func (e *Engine) Handle(ctx context.Context, m Message) error {
 	if conv.Ticket != 0 {
 		return e.toTicket(ctx, m, conv, text)
 	}
-	e.remember(ctx, m.Channel, m.Chat, "user", text)
+	if text != "/start" { // pages and apps send it to greet; it says nothing to staff
+		e.remember(ctx, m.Channel, m.Chat, "user", text)
+	}
 	if m.Data != "" {
 		return e.button(ctx, m, conv, lang)
 	}
@@ -282,7 +284,8 @@ func (e *Engine) question(ctx context.Context, m Message, conv *conv, text strin
 		lang = conv.Lang
 	}
 	conv.Lang = lang
-	if res.Reason != faq.ReasonEmpty {
+	// "Can I talk to someone?" is not the question staff need: keep the one asked before it.
+	if res.Reason != faq.ReasonEmpty && (res.Reason != faq.ReasonHuman || conv.LastQ == "") {
 		conv.LastQ = text
 	}
 	if err := e.saveConv(ctx, m, conv); err != nil {
@@ -302,7 +305,7 @@ func (e *Engine) question(ctx context.Context, m Message, conv *conv, text strin
 	}
 	switch res.Reason {
 	case faq.ReasonHuman:
-		return e.escalate(ctx, m, conv, lang, text)
+		return e.escalate(ctx, m, conv, lang, conv.LastQ)
 	case faq.ReasonEmpty:
 		return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "empty", nil)})
 	}

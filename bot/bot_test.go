@@ -236,7 +236,8 @@ func TestHandoffLoop(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tk.State != StateNew || tk.Channel != "test" || tk.Chat != "c1" || tk.Name != "Ada" || tk.Lang != "en" {
+	if tk.State != StateNew || tk.Channel != "test" || tk.Chat != "c1" || tk.Name != "Ada" || tk.Lang != "en" ||
+		tk.Question != "will machine tools fall under CBAM in 2028?" {
 		t.Errorf("ticket = %+v", tk)
 	}
 	if len(log) < 3 || log[0].Text != "will machine tools fall under CBAM in 2028?" {

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/yuin/goldmark"
 	"html/template"
 	"io/fs"
 	"net/http"
@@ -258,7 +259,7 @@ type pages struct {
 	t map[string]*template.Template
 }
 
-func loadPages() (*pages, error) {
+func loadPages(md goldmark.Markdown) (*pages, error) {
 	funcs := template.FuncMap{
 		"ago": func(now, t time.Time) string {
 			if t.IsZero() {
@@ -276,7 +277,15 @@ func loadPages() (*pages, error) {
 			return t.Format("2 Jan 2006")
 		},
 		"short": func(s string) string { return truncate(s, 120) },
-		"when":  func(t time.Time) string { return t.Format("2 Jan 15:04") },
+		// md renders what the bot and staff wrote (Markdown) as HTML, raw HTML dropped.
+		"md": func(s string) template.HTML {
+			var b strings.Builder
+			if err := md.Convert([]byte(s), &b); err != nil {
+				return template.HTML(template.HTMLEscapeString(s))
+			}
+			return template.HTML(b.String())
+		},
+		"when": func(t time.Time) string { return t.Format("2 Jan 15:04") },
 	}
 	p := &pages{t: map[string]*template.Template{}}
 	names, _ := fs.Glob(assets, "assets/pages/*.html")

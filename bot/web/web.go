@@ -65,11 +65,12 @@ func New(cfg Config, engine *bot.Engine, rdb redis.UniversalClient, log *slog.Lo
 	if cfg.StreamWait == 0 {
 		cfg.StreamWait = 5 * time.Second
 	}
-	p, err := loadPages()
+	md := goldmark.New()
+	p, err := loadPages(md)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, engine: engine, rdb: rdb, log: log, md: goldmark.New(), pages: p, hub: newHub()}
+	s := &Server{cfg: cfg, engine: engine, rdb: rdb, log: log, md: md, pages: p, hub: newHub()}
 	engine.Register(ChannelName, s)
 	return s, nil
 }
