@@ -20,12 +20,7 @@ import (
 
 var redisSrv *rdbtest.Server
 
-func TestMain(m *testing.M) {
-	redisSrv = rdbtest.MustStart()
-	code := m.Run()
-	redisSrv.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(rdbtest.Main(m, &redisSrv)) }
 
 // recorder is a Channel that keeps what it was asked to send.
 type recorder struct {

@@ -22,12 +22,7 @@ import (
 
 var redisSrv *rdbtest.Server
 
-func TestMain(m *testing.M) {
-	redisSrv = rdbtest.MustStart()
-	code := m.Run()
-	redisSrv.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(rdbtest.Main(m, &redisSrv)) }
 
 func env(kv ...string) func(string) string {
 	m := map[string]string{}

@@ -2,12 +2,7 @@
 //
 //	var redisSrv *rdbtest.Server
 //
-//	func TestMain(m *testing.M) {
-//		redisSrv = rdbtest.MustStart()
-//		code := m.Run()
-//		redisSrv.Stop()
-//		os.Exit(code)
-//	}
+//	func TestMain(m *testing.M) { os.Exit(rdbtest.Main(m, &redisSrv)) }
 package rdbtest
 
 import (
@@ -41,6 +36,14 @@ func MustStart() *Server {
 		os.Exit(2)
 	}
 	return s
+}
+
+// Main starts a redis-server for a test binary, points *srv at it, runs the tests and removes the server. It
+// returns the exit code for os.Exit.
+func Main(m *testing.M, srv **Server) int {
+	*srv = MustStart()
+	defer (*srv).Stop()
+	return m.Run()
 }
 
 // Start starts a redis-server on a free port with AOF on, in a temporary folder, and waits until it answers.
