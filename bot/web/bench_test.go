@@ -21,7 +21,7 @@ func BenchmarkWebChat(b *testing.B) {
 
 func benchWebChat(b *testing.B, every time.Duration) {
 	const chats = 200
-	f := newFixture(b, Config{})
+	f := newFixture(b, Config{NewChatsPerMin: -1})
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 2 * chats, MaxConnsPerHost: 0}}
 	questions := []string{
 		"does the csrd apply to a supplier with 80 staff?",

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/go-redis/redis_rate/v10"
 	"github.com/yuin/goldmark"
 	"html/template"
 	"io/fs"
@@ -127,6 +128,10 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 8<<10)
 	if !s.csrfOK(r) {
 		http.Error(w, "the form expired: reload the login page and try again", http.StatusForbidden)
+		return
+	}
+	if !s.allow(r, "login", redis_rate.PerMinute(10)) {
+		http.Error(w, "too many login attempts from your address; wait a minute", http.StatusTooManyRequests)
 		return
 	}
 	name := strings.TrimSpace(r.PostFormValue("name"))

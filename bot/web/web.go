@@ -15,11 +15,13 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 	"github.com/yuin/goldmark"
 
@@ -41,6 +43,8 @@ type Config struct {
 	// not abandon a blocked read when its context ends, so this also bounds how long a shutdown waits for open
 	// streams. Default 5 s.
 	StreamWait time.Duration
+	// NewChatsPerMin limits how many chats one address may start per minute (default 30; -1 for no limit).
+	NewChatsPerMin int
 }
 
 // Server serves the web chat and the staff inbox, and is the engine's "web" channel.
@@ -52,6 +56,7 @@ type Server struct {
 	md     goldmark.Markdown
 	pages  *pages
 	hub    *hub
+	limit  *redis_rate.Limiter
 }
 
 // ChannelName is the name the web chat's messages carry.
@@ -65,12 +70,15 @@ func New(cfg Config, engine *bot.Engine, rdb redis.UniversalClient, log *slog.Lo
 	if cfg.StreamWait == 0 {
 		cfg.StreamWait = 5 * time.Second
 	}
+	if cfg.NewChatsPerMin == 0 {
+		cfg.NewChatsPerMin = 30
+	}
 	md := goldmark.New()
 	p, err := loadPages(md)
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, engine: engine, rdb: rdb, log: log, md: md, pages: p, hub: newHub()}
+	s := &Server{cfg: cfg, engine: engine, rdb: rdb, log: log, md: md, pages: p, hub: newHub(), limit: redis_rate.NewLimiter(rdb)}
 	engine.Register(ChannelName, s)
 	return s, nil
 }
@@ -141,9 +149,29 @@ func jsonError(w http.ResponseWriter, status int, msg string) {
 	writeJSON(w, status, map[string]string{"error": msg})
 }
 
-// newSession starts a chat: its id is the secret that lets the page read the chat.
+// newSession starts a chat: its id is the secret that lets the page read the chat. New chats are limited per
+// address, since the engine's rate limit is per chat.
 func (s *Server) newSession(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.NewChatsPerMin > 0 && !s.allow(r, "session", redis_rate.PerMinute(s.cfg.NewChatsPerMin)) {
+		jsonError(w, http.StatusTooManyRequests, "too many new chats from your address; please wait a minute")
+		return
+	}
 	writeJSON(w, http.StatusCreated, map[string]string{"chat": newID()})
+}
+
+// allow applies a rate limit per client address (the connection's; behind a proxy, all clients share the
+// proxy's). When Redis fails it lets the request through: the limit protects, it must not take the desk down.
+func (s *Server) allow(r *http.Request, what string, limit redis_rate.Limit) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	res, err := s.limit.Allow(r.Context(), "csrdesk:ratelimit:"+what+":"+host, limit)
+	if err != nil {
+		s.log.Warn("rate limit", "what", what, "err", err)
+		return true
+	}
+	return res.Allowed > 0
 }
 
 // maxBody bounds what the chat API reads; the engine itself replies politely to overlong messages.

@@ -181,6 +181,18 @@ func TestChatAPI(t *testing.T) {
 	}
 }
 
+func TestNewChatsAreLimitedPerAddress(t *testing.T) {
+	f := newFixture(t, Config{NewChatsPerMin: 3})
+	codes := map[int]int{}
+	for range 5 {
+		code, _ := f.post(t, "/api/chat/session", "")
+		codes[code]++
+	}
+	if codes[201] != 3 || codes[429] != 2 {
+		t.Errorf("5 new chats at once with a limit of 3 a minute: %v", codes)
+	}
+}
+
 func TestChatAPIRejectsBadInput(t *testing.T) {
 	f := newFixture(t, Config{})
 	chat := f.session(t)
@@ -345,6 +357,15 @@ func TestStaffUsers(t *testing.T) {
 	}
 	if code := login(t, f, staffClient(t), "ana", "pw-ana"); code != 303 {
 		t.Errorf("right password: %d", code)
+	}
+	// Guessing is slowed down: at most 10 attempts a minute from one address.
+	c := staffClient(t)
+	codes := map[int]int{}
+	for range 12 {
+		codes[login(t, f, c, "ana", "guess")]++
+	}
+	if codes[429] == 0 {
+		t.Errorf("12 wrong logins in a row: %v, want some refused with 429", codes)
 	}
 	off := newFixture(t, Config{})
 	if _, page, _ := get(t, staffClient(t), off.srv.URL+"/staff/login"); !strings.Contains(page, "The staff inbox is off") {
