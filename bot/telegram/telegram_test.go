@@ -37,7 +37,7 @@ type fakeAPI struct {
 	sentAt    []time.Time
 	callbacks []string
 	calls     map[string]int
-	tooMany  int // answer this many sendMessage calls with 429 retry_after 1
+	tooMany   int // answer this many sendMessage calls with 429 retry_after 1
 }
 
 func (f *fakeAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
