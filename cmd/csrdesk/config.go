@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"csrdesk/bot"
+	"csrdesk/bot/telegram"
 	"csrdesk/faq"
 )
 
@@ -26,6 +27,8 @@ type config struct {
 	StaffToken string
 	StaffUsers map[string]string
 	Secret     string
+
+	Telegram telegram.Config
 }
 
 func parseConfig(getenv func(string) string) (config, error) {
@@ -70,6 +73,16 @@ func parseConfig(getenv func(string) string) (config, error) {
 		if err := c.LogLevel.UnmarshalText([]byte(v)); err != nil {
 			errs = append(errs, fmt.Sprintf("CSRDESK_LOG_LEVEL=%q: want debug, info, warn or error", v))
 		}
+	}
+	str("TELEGRAM_BOT_TOKEN", &c.Telegram.Token)
+	str("TELEGRAM_API_ENDPOINT", &c.Telegram.Endpoint)
+	str("TELEGRAM_WEBHOOK_URL", &c.Telegram.WebhookURL)
+	str("TELEGRAM_WEBHOOK_SECRET", &c.Telegram.WebhookSecret)
+	if c.Telegram.Endpoint != "" && strings.Count(c.Telegram.Endpoint, "%s") != 2 {
+		errs = append(errs, fmt.Sprintf("TELEGRAM_API_ENDPOINT=%q: want a pattern with two %%s, like https://api.telegram.org/bot%%s/%%s", c.Telegram.Endpoint))
+	}
+	if c.Telegram.WebhookURL != "" && c.Telegram.WebhookSecret == "" {
+		errs = append(errs, "TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET, so that nobody else can post updates")
 	}
 	str("CSRDESK_STAFF_TOKEN", &c.StaffToken)
 	str("CSRDESK_SECRET", &c.Secret)

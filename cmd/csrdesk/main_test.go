@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -318,4 +320,53 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.Buffer.String()
+}
+
+// TestServeWithTelegram checks the wiring: with TELEGRAM_BOT_TOKEN set, serve polls the (fake) Bot API and
+// answers an update there.
+func TestServeWithTelegram(t *testing.T) {
+	var mu sync.Mutex
+	var sent []string
+	served := false
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		mu.Lock()
+		defer mu.Unlock()
+		switch path.Base(r.URL.Path) {
+		case "getMe":
+			io.WriteString(w, `{"ok":true,"result":{"id":42,"is_bot":true,"first_name":"CSR desk","username":"csrdesk_bot"}}`)
+		case "getUpdates":
+			if served {
+				time.Sleep(100 * time.Millisecond)
+				io.WriteString(w, `{"ok":true,"result":[]}`)
+				return
+			}
+			served = true
+			io.WriteString(w, `{"ok":true,"result":[{"update_id":1,"message":{"message_id":1,"from":{"id":7,"is_bot":false,"first_name":"Ana","language_code":"es"},"chat":{"id":7,"type":"private"},"date":1795766400,"text":"¿Se aplica la CSRD a nuestra empresa?"}}]}`)
+		case "sendMessage":
+			sent = append(sent, r.Form.Get("text"))
+			io.WriteString(w, `{"ok":true,"result":{"message_id":2,"date":1795766401,"chat":{"id":7,"type":"private"}}}`)
+		default:
+			io.WriteString(w, `{"ok":true,"result":true}`)
+		}
+	}))
+	defer api.Close()
+	addr := freeAddr(t)
+	startServe(t, env("CSRDESK_REDIS_URL", redisSrv.URL(redisSrv.DB(t)), "CSRDESK_HTTP_ADDR", addr,
+		"TELEGRAM_BOT_TOKEN", "1:x", "TELEGRAM_API_ENDPOINT", api.URL+"/bot%s/%s"), addr)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n := len(sent)
+		mu.Unlock()
+		if n > 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(sent) != 1 || !strings.Contains(sent[0], "1.000 empleados") {
+		t.Errorf("sent to Telegram: %q", sent)
+	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"csrdesk/bot"
+	"csrdesk/bot/telegram"
 	"csrdesk/bot/web"
 	"csrdesk/faq"
 	"csrdesk/internal/rdb"
@@ -78,6 +79,19 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 	mux := newMux(kb, rc)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	webSrv.Register(mux)
+
+	if cfg.Telegram.Token != "" {
+		tg, err := telegram.New(cfg.Telegram, engine, rc, log)
+		if err != nil {
+			return err
+		}
+		mux.Handle("POST /telegram/webhook", tg.WebhookHandler())
+		go func() {
+			if err := tg.Run(ctx); err != nil {
+				log.Error("telegram stopped", "err", err)
+			}
+		}()
+	}
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
