@@ -64,10 +64,11 @@ test: redis-server chromium
 	go test -race -count=1 ./...
 
 # bench: knowledge base load-and-index time and memory, per-query latency (p50, p99) and throughput on one core;
-# web chat question-to-answer latency with 200 chats open at once.
+# web chat question-to-answer latency with 200 chats open at once; Telegram messages answered per second.
 bench: redis-server
 	go test -run '^$$' -bench . -benchmem -cpu 1 ./faq/
 	go test -run '^$$' -bench WebChat -benchtime 2000x ./bot/web/
+	go test -run '^$$' -bench Telegram -benchtime 600x ./bot/telegram/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
