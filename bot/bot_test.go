@@ -248,14 +248,14 @@ func TestHandoffLoop(t *testing.T) {
 	}
 
 	// An internal note never reaches the person.
-	if err := f.e.StaffReply(ctx, 1, "Bea", "note: customer of ours, check the CBAM proposal"); err != nil {
+	if err := f.e.StaffReply(ctx, 1, Staff{Name: "Bea"}, "note: customer of ours, check the CBAM proposal"); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.ch.take("c1"); len(got) != 0 {
 		t.Errorf("a note reached the person: %+v", got)
 	}
 	// A reply does, and claims the ticket.
-	if err := f.e.StaffReply(ctx, 1, "Bea", "The extension is only a proposal so far."); err != nil {
+	if err := f.e.StaffReply(ctx, 1, Staff{Name: "Bea"}, "The extension is only a proposal so far."); err != nil {
 		t.Fatal(err)
 	}
 	r = one(t, f.ch.take("c1"))
@@ -277,7 +277,7 @@ func TestHandoffLoop(t *testing.T) {
 	}
 
 	// Resolving tells the person and asks for a rating; the bot answers again.
-	if err := f.e.Resolve(ctx, 1, "Bea"); err != nil {
+	if err := f.e.Resolve(ctx, 1, Staff{Name: "Bea"}); err != nil {
 		t.Fatal(err)
 	}
 	r = one(t, f.ch.take("c1"))
@@ -294,7 +294,7 @@ func TestHandoffLoop(t *testing.T) {
 	if r := one(t, f.say(t, "c1", "what is the CSRD?")); r.From != "bot" || len(r.Buttons) == 0 {
 		t.Errorf("after resolving, the bot should answer again: %+v", r)
 	}
-	if err := f.e.StaffReply(ctx, 1, "Bea", "one more thing"); err == nil {
+	if err := f.e.StaffReply(ctx, 1, Staff{Name: "Bea"}, "one more thing"); err == nil {
 		t.Error("a reply on a resolved ticket was accepted")
 	}
 	for ev, want := range map[string]float64{"opened": 1, "claimed": 1, "resolved": 1} {
@@ -308,7 +308,7 @@ func TestRatingOnlyFromItsChat(t *testing.T) {
 	ctx := context.Background()
 	f := newFixture(t, noLimit())
 	f.say(t, "c1", "/human")
-	f.e.Resolve(ctx, 1, "Bea")
+	f.e.Resolve(ctx, 1, Staff{Name: "Bea"})
 	f.ch.take("c1")
 	f.press(t, "c2", "rate:1:1")
 	if tk, _, _ := f.e.Ticket(ctx, 1); tk.Rating != 0 {
@@ -329,7 +329,7 @@ func TestRestartInTheMiddleOfATicket(t *testing.T) {
 	if err != nil || tk.Question != "is there a fee to join?" || log[len(log)-1].Text != "hello? anyone" {
 		t.Fatalf("ticket after restart: %+v %+v %v", tk, log, err)
 	}
-	if err := f.e.StaffReply(ctx, 1, "Bea", "No fee."); err != nil {
+	if err := f.e.StaffReply(ctx, 1, Staff{Name: "Bea"}, "No fee."); err != nil {
 		t.Fatal(err)
 	}
 	if r := one(t, f.ch.take("c1")); !strings.HasSuffix(r.Text, "No fee.") {
@@ -368,7 +368,7 @@ func TestReminder(t *testing.T) {
 	f := newFixture(t, cfg)
 	f.say(t, "c1", "/human")
 	f.say(t, "c2", "/human")
-	f.e.Claim(ctx, 2, "Bea")
+	f.e.Claim(ctx, 2, Staff{Name: "Bea"})
 	f.now = f.now.Add(20 * time.Minute)
 	if n, _ := f.e.RemindUnclaimed(ctx); n != 0 {
 		t.Errorf("reminded %d tickets after 20 minutes", n)

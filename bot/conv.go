@@ -72,6 +72,7 @@ type LogEntry struct {
 	At   time.Time `json:"at"`
 	From string    `json:"from"` // user, bot, staff, note or event
 	Name string    `json:"name,omitempty"`
+	Via  string    `json:"via,omitempty"` // the staff face a staff entry came from
 	Text string    `json:"text"`
 }
 

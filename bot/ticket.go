@@ -75,12 +75,39 @@ func ticketFromHash(v map[string]string) *Ticket {
 	return t
 }
 
+// Staff is who acts on a ticket, and through which face ("inbox", "slack"), so that a face does not echo what
+// came from itself.
+type Staff struct {
+	Name string
+	Via  string
+}
+
+// Event is an entry of the ticket event stream that staff faces follow.
+type Event struct {
+	ID     string // the stream entry's id
+	Type   string // opened, message, reply, note, claimed, resolved, rated, reminder
+	Ticket int64
+	Entry  LogEntry
+}
+
 // event records something that happened to a ticket: in its log, and in the event stream that staff faces follow.
-func (e *Engine) event(ctx context.Context, pipe redis.Pipeliner, id int64, kind, from, name, text string) {
-	data, _ := json.Marshal(LogEntry{At: e.now().UTC(), From: from, Name: name, Text: text})
+func (e *Engine) event(ctx context.Context, pipe redis.Pipeliner, id int64, kind string, le LogEntry) {
+	le.At = e.now().UTC()
+	data, _ := json.Marshal(le)
 	pipe.RPush(ctx, ticketLogKey(id), data)
-	pipe.XAdd(ctx, &redis.XAddArgs{Stream: eventsKey, MaxLen: 10000, Approx: true, Values: map[string]any{"type": kind, "ticket": id}})
+	pipe.XAdd(ctx, &redis.XAddArgs{Stream: eventsKey, MaxLen: 10000, Approx: true, Values: map[string]any{"type": kind, "ticket": id, "entry": data}})
 	pipe.Publish(ctx, NotifyChannel, EventsTopic)
+}
+
+// ParseEvent reads an entry of the event stream.
+func ParseEvent(m redis.XMessage) Event {
+	ev := Event{ID: m.ID}
+	ev.Type, _ = m.Values["type"].(string)
+	ev.Ticket, _ = strconv.ParseInt(fmt.Sprint(m.Values["ticket"]), 10, 64)
+	if data, ok := m.Values["entry"].(string); ok {
+		json.Unmarshal([]byte(data), &ev.Entry)
+	}
+	return ev
 }
 
 // Streams that pages follow (the ticket events, each web chat) are read with XRANGE when a notice on
@@ -123,7 +150,7 @@ func (e *Engine) escalate(ctx context.Context, m Message, conv *conv, lang faq.L
 	for _, h := range history {
 		pipe.RPush(ctx, ticketLogKey(id), h)
 	}
-	e.event(ctx, pipe, id, "opened", "event", "", "ticket opened")
+	e.event(ctx, pipe, id, "opened", LogEntry{From: "event", Text: "ticket opened"})
 	pipe.ZAdd(ctx, openKey, redis.Z{Score: float64(now.UnixMilli()), Member: id})
 	pipe.ZAdd(ctx, allKey, redis.Z{Score: float64(now.UnixMilli()), Member: id})
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -148,7 +175,7 @@ func (e *Engine) toTicket(ctx context.Context, m Message, conv *conv, text strin
 		return nil // a button of an earlier answer: staff are on it now
 	}
 	pipe := e.rdb.TxPipeline()
-	e.event(ctx, pipe, conv.Ticket, "message", "user", m.Name, text)
+	e.event(ctx, pipe, conv.Ticket, "message", LogEntry{From: "user", Name: m.Name, Text: text})
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("ticket %d: add message: %w", conv.Ticket, err)
 	}
@@ -275,8 +302,8 @@ if state == 'new' then
 end
 return 0`)
 
-func (e *Engine) claim(ctx context.Context, id int64, staff string) (bool, error) {
-	n, err := claimScript.Run(ctx, e.rdb, []string{ticketKey(id)}, staff, unixMilli(e.now())).Int()
+func (e *Engine) claim(ctx context.Context, id int64, staff Staff) (bool, error) {
+	n, err := claimScript.Run(ctx, e.rdb, []string{ticketKey(id)}, staff.Name, unixMilli(e.now())).Int()
 	switch {
 	case err != nil:
 		return false, fmt.Errorf("claim ticket %d: %w", id, err)
@@ -289,7 +316,7 @@ func (e *Engine) claim(ctx context.Context, id int64, staff string) (bool, error
 }
 
 // Claim makes staff the ticket's assignee.
-func (e *Engine) Claim(ctx context.Context, id int64, staff string) error {
+func (e *Engine) Claim(ctx context.Context, id int64, staff Staff) error {
 	first, err := e.claim(ctx, id, staff)
 	if err != nil {
 		return err
@@ -298,7 +325,7 @@ func (e *Engine) Claim(ctx context.Context, id int64, staff string) error {
 		e.metrics.Tickets.WithLabelValues("claimed").Inc()
 	}
 	pipe := e.rdb.TxPipeline()
-	e.event(ctx, pipe, id, "claimed", "event", staff, "claimed by "+staff)
+	e.event(ctx, pipe, id, "claimed", LogEntry{From: "event", Name: staff.Name, Via: staff.Via, Text: "claimed by " + staff.Name})
 	_, err = pipe.Exec(ctx)
 	return err
 }
@@ -308,7 +335,7 @@ const notePrefix = "note:"
 
 // StaffReply sends staff's answer to the person on their own channel, or, when it starts with "note:", records it
 // as an internal note that the person never sees. Answering a new ticket claims it.
-func (e *Engine) StaffReply(ctx context.Context, id int64, staff, text string) error {
+func (e *Engine) StaffReply(ctx context.Context, id int64, staff Staff, text string) error {
 	text = strings.TrimSpace(text)
 	if text == "" {
 		return fmt.Errorf("reply: %w: empty message", ErrInvalid)
@@ -319,7 +346,7 @@ func (e *Engine) StaffReply(ctx context.Context, id int64, staff, text string) e
 	}
 	if len(text) >= len(notePrefix) && strings.EqualFold(text[:len(notePrefix)], notePrefix) {
 		pipe := e.rdb.TxPipeline()
-		e.event(ctx, pipe, id, "note", "note", staff, strings.TrimSpace(text[len(notePrefix):]))
+		e.event(ctx, pipe, id, "note", LogEntry{From: "note", Name: staff.Name, Via: staff.Via, Text: strings.TrimSpace(text[len(notePrefix):])})
 		_, err := pipe.Exec(ctx)
 		return err
 	}
@@ -336,14 +363,14 @@ func (e *Engine) StaffReply(ctx context.Context, id int64, staff, text string) e
 	now := e.now()
 	pipe := e.rdb.TxPipeline()
 	firstReply := pipe.HSetNX(ctx, ticketKey(id), "first_reply", unixMilli(now))
-	e.event(ctx, pipe, id, "reply", "staff", staff, text)
+	e.event(ctx, pipe, id, "reply", LogEntry{From: "staff", Name: staff.Name, Via: staff.Via, Text: text})
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("ticket %d: reply: %w", id, err)
 	}
 	if firstReply.Val() {
 		e.metrics.FirstReply.Observe(now.Sub(t.Created).Seconds())
 	}
-	msg := e.text(t.Lang, "staff_reply", map[string]any{"Staff": staff, "Text": text})
+	msg := e.text(t.Lang, "staff_reply", map[string]any{"Staff": staff.Name, "Text": text})
 	return e.send(ctx, t.Channel, t.Chat, Reply{Text: msg, From: "staff"})
 }
 
@@ -360,7 +387,7 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0`)
 
 // Resolve closes a ticket: the bot answers the person again, and asks them to rate the help.
-func (e *Engine) Resolve(ctx context.Context, id int64, staff string) error {
+func (e *Engine) Resolve(ctx context.Context, id int64, staff Staff) error {
 	n, err := resolveScript.Run(ctx, e.rdb, []string{ticketKey(id)}, unixMilli(e.now())).Int()
 	switch {
 	case err != nil:
@@ -379,7 +406,7 @@ func (e *Engine) Resolve(ctx context.Context, id int64, staff string) error {
 	}
 	pipe := e.rdb.TxPipeline()
 	pipe.ZRem(ctx, openKey, id)
-	e.event(ctx, pipe, id, "resolved", "event", staff, "resolved by "+staff)
+	e.event(ctx, pipe, id, "resolved", LogEntry{From: "event", Name: staff.Name, Via: staff.Via, Text: "resolved by " + staff.Name})
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("resolve ticket %d: %w", id, err)
 	}
@@ -417,7 +444,7 @@ func (e *Engine) rate(ctx context.Context, m Message, conv *conv, lang faq.Lang)
 	if set {
 		e.metrics.Rating.Observe(float64(n))
 		pipe := e.rdb.TxPipeline()
-		e.event(ctx, pipe, id, "rated", "event", "", fmt.Sprintf("rated %d/5", n))
+		e.event(ctx, pipe, id, "rated", LogEntry{From: "event", Text: fmt.Sprintf("rated %d/5", n)})
 		pipe.Exec(ctx)
 	}
 	return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "rated", nil)})
@@ -443,7 +470,7 @@ func (e *Engine) RemindUnclaimed(ctx context.Context) (int, error) {
 			continue
 		}
 		pipe := e.rdb.TxPipeline()
-		e.event(ctx, pipe, id, "reminder", "event", "", fmt.Sprintf("still unclaimed after %s", e.cfg.RemindAfter))
+		e.event(ctx, pipe, id, "reminder", LogEntry{From: "event", Text: fmt.Sprintf("still unclaimed after %s", e.cfg.RemindAfter)})
 		pipe.Exec(ctx)
 		e.metrics.Tickets.WithLabelValues("reminded").Inc()
 		e.log.Warn("ticket unclaimed", "ticket_id", id, "waiting", now.Sub(time.UnixMilli(int64(z.Score))).Round(time.Minute))

@@ -219,9 +219,9 @@ func TestConversationOverTelegram(t *testing.T) {
 	}
 
 	// Staff answer: the note stays internal, the reply reaches Telegram, resolving asks for a rating.
-	f.engine.StaffReply(ctx, 1, "Bea", "note: big customer")
-	f.engine.StaffReply(ctx, 1, "Bea", "Hi Giulia, <yes> & welcome")
-	f.engine.Resolve(ctx, 1, "Bea")
+	f.engine.StaffReply(ctx, 1, bot.Staff{Name: "Bea"}, "note: big customer")
+	f.engine.StaffReply(ctx, 1, bot.Staff{Name: "Bea"}, "Hi Giulia, <yes> & welcome")
+	f.engine.Resolve(ctx, 1, bot.Staff{Name: "Bea"})
 	waitFor(t, "the staff reply and the rating request", func() bool { return len(f.api.sentTo("5001")) == 4 })
 	sent := f.api.sentTo("5001")
 	// Staff write Markdown: a tag-like <yes> is dropped as raw HTML, & is escaped.

@@ -211,13 +211,14 @@ func (s *Server) ticketAction(w http.ResponseWriter, r *http.Request, staff stri
 	}
 	ctx := r.Context()
 	var err error
+	who := bot.Staff{Name: staff, Via: "inbox"}
 	switch r.PathValue("action") {
 	case "claim":
-		err = s.engine.Claim(ctx, id, staff)
+		err = s.engine.Claim(ctx, id, who)
 	case "reply":
-		err = s.engine.StaffReply(ctx, id, staff, r.PostFormValue("text"))
+		err = s.engine.StaffReply(ctx, id, who, r.PostFormValue("text"))
 	case "resolve":
-		err = s.engine.Resolve(ctx, id, staff)
+		err = s.engine.Resolve(ctx, id, who)
 	default:
 		http.NotFound(w, r)
 		return
