@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"csrdesk/bot"
+	"csrdesk/bot/slack"
 	"csrdesk/bot/telegram"
 	"csrdesk/faq"
 )
@@ -29,6 +30,7 @@ type config struct {
 	Secret     string
 
 	Telegram telegram.Config
+	Slack    slack.Config
 }
 
 func parseConfig(getenv func(string) string) (config, error) {
@@ -83,6 +85,16 @@ func parseConfig(getenv func(string) string) (config, error) {
 	}
 	if c.Telegram.WebhookURL != "" && c.Telegram.WebhookSecret == "" {
 		errs = append(errs, "TELEGRAM_WEBHOOK_URL needs TELEGRAM_WEBHOOK_SECRET, so that nobody else can post updates")
+	}
+	str("SLACK_BOT_TOKEN", &c.Slack.BotToken)
+	str("SLACK_SIGNING_SECRET", &c.Slack.SigningSecret)
+	str("SLACK_API_URL", &c.Slack.APIURL)
+	str("SLACK_STAFF_CHANNEL", &c.Slack.StaffChannel)
+	if c.Slack.BotToken != "" && c.Slack.SigningSecret == "" {
+		errs = append(errs, "SLACK_BOT_TOKEN needs SLACK_SIGNING_SECRET, to verify the requests Slack sends to /slack/events and /slack/interactions")
+	}
+	if getenv("SLACK_APP_TOKEN") != "" {
+		errs = append(errs, "SLACK_APP_TOKEN: Socket Mode is not supported yet; unset it and use the Events API (SLACK_SIGNING_SECRET, request URLs /slack/events and /slack/interactions)")
 	}
 	str("CSRDESK_STAFF_TOKEN", &c.StaffToken)
 	str("CSRDESK_SECRET", &c.Secret)

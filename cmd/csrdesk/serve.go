@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"csrdesk/bot"
+	"csrdesk/bot/slack"
 	"csrdesk/bot/telegram"
 	"csrdesk/bot/web"
 	"csrdesk/faq"
@@ -80,6 +81,15 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	webSrv.Register(mux)
 
+	if cfg.Slack.BotToken != "" {
+		sl, err := slack.New(cfg.Slack, engine, kb.Matcher, rc, log)
+		if err != nil {
+			return err
+		}
+		mux.Handle("POST /slack/events", sl.EventsHandler())
+		mux.Handle("POST /slack/interactions", sl.InteractionsHandler())
+		go sl.Run(ctx)
+	}
 	if cfg.Telegram.Token != "" {
 		tg, err := telegram.New(cfg.Telegram, engine, rc, log)
 		if err != nil {
