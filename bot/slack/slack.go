@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/slack-go/slack"
 	"github.com/slack-go/slack/slackevents"
+	"github.com/slack-go/slack/socketmode"
 
 	"csrdesk/bot"
 	"csrdesk/faq"
@@ -32,7 +33,8 @@ const ChannelName = "slack"
 // Config configures Slack.
 type Config struct {
 	BotToken      string // xoxb-...
-	SigningSecret string // verifies the Events API and interactivity requests
+	AppToken      string // xapp-...: when set, events and button presses come over Socket Mode
+	SigningSecret string // verifies the Events API and interactivity requests (without Socket Mode)
 	APIURL        string // the Web API, default https://slack.com/api/
 	StaffChannel  string // the channel id where tickets are posted; empty for no staff console
 }
@@ -57,7 +59,11 @@ func New(cfg Config, engine *bot.Engine, matcher func() *faq.Matcher, rdb redis.
 	if !strings.HasSuffix(cfg.APIURL, "/") {
 		cfg.APIURL += "/"
 	}
-	api := slack.New(cfg.BotToken, slack.OptionAPIURL(cfg.APIURL), slack.OptionHTTPClient(&http.Client{Timeout: 20 * time.Second}))
+	opts := []slack.Option{slack.OptionAPIURL(cfg.APIURL), slack.OptionHTTPClient(&http.Client{Timeout: 20 * time.Second})}
+	if cfg.AppToken != "" {
+		opts = append(opts, slack.OptionAppLevelToken(cfg.AppToken))
+	}
+	api := slack.New(cfg.BotToken, opts...)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	auth, err := api.AuthTestContext(ctx)
@@ -73,14 +79,71 @@ func New(cfg Config, engine *bot.Engine, matcher func() *faq.Matcher, rdb redis.
 // Outbox returns the queue of replies waiting for Slack.
 func (s *Slack) Outbox() *bot.Outbox { return s.outbox }
 
-// Run delivers replies and, with a staff channel, runs the staff console, until ctx is done.
+// Run delivers replies, runs the staff console when there is a staff channel, and receives events over Socket
+// Mode when there is an app token, until ctx is done.
 func (s *Slack) Run(ctx context.Context) error {
 	go s.outbox.Run(ctx)
 	if s.cfg.StaffChannel != "" {
 		go s.console(ctx)
 	}
+	if s.cfg.AppToken != "" {
+		s.socketMode(ctx)
+	}
 	<-ctx.Done()
 	return nil
+}
+
+// socketMode receives events and button presses over the WebSocket that Socket Mode opens to Slack, so that
+// csrdesk needs no public address. Each envelope is acknowledged at once, then handled like its HTTP twin.
+func (s *Slack) socketMode(ctx context.Context) {
+	client := socketmode.New(s.api)
+	go func() {
+		if err := client.RunContext(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("slack: socket mode stopped", "err", err)
+		}
+	}()
+	for {
+		var evt socketmode.Event
+		select {
+		case <-ctx.Done():
+			return
+		case evt = <-client.Events:
+		}
+		switch evt.Type {
+		case socketmode.EventTypeEventsAPI:
+			ev, _ := evt.Data.(slackevents.EventsAPIEvent)
+			if evt.Request != nil {
+				client.Ack(*evt.Request)
+			}
+			outer, _ := ev.Data.(*slackevents.EventsAPICallbackEvent)
+			if outer == nil {
+				continue
+			}
+			go s.background("event", func(ctx context.Context) error { return s.handleEvent(ctx, outer.EventID, ev.InnerEvent) })
+		case socketmode.EventTypeInteractive:
+			ic, _ := evt.Data.(slack.InteractionCallback)
+			if evt.Request != nil {
+				client.Ack(*evt.Request)
+			}
+			go s.background("button", func(ctx context.Context) error { return s.handleInteraction(ctx, ic) })
+		case socketmode.EventTypeInvalidAuth:
+			s.log.Error("slack: socket mode: the app token is refused (SLACK_APP_TOKEN)")
+		case socketmode.EventTypeConnectionError:
+			s.log.Warn("slack: socket mode: connection failed, retrying")
+		case socketmode.EventTypeConnected:
+			s.log.Info("slack: socket mode connected")
+		}
+	}
+}
+
+// background handles one event or button press apart from the request that brought it, which Slack wants
+// acknowledged at once.
+func (s *Slack) background(what string, fn func(context.Context) error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := fn(ctx); err != nil {
+		s.log.Error("slack: "+what+" not handled", "err", err)
+	}
 }
 
 // slackMrkdwn is Slack's markup.
@@ -169,13 +232,7 @@ func (s *Slack) EventsHandler() http.Handler {
 		if outer == nil {
 			return
 		}
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if err := s.handleEvent(ctx, outer.EventID, ev.InnerEvent); err != nil {
-				s.log.Error("slack: event not handled", "event_id", outer.EventID, "err", err)
-			}
-		}()
+		go s.background("event", func(ctx context.Context) error { return s.handleEvent(ctx, outer.EventID, ev.InnerEvent) })
 	})
 }
 
@@ -260,13 +317,7 @@ func (s *Slack) InteractionsHandler() http.Handler {
 			return
 		}
 		w.WriteHeader(http.StatusOK)
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			if err := s.handleInteraction(ctx, ic); err != nil {
-				s.log.Error("slack: button not handled", "err", err)
-			}
-		}()
+		go s.background("button", func(ctx context.Context) error { return s.handleInteraction(ctx, ic) })
 	})
 }
 

@@ -90,11 +90,12 @@ func parseConfig(getenv func(string) string) (config, error) {
 	str("SLACK_SIGNING_SECRET", &c.Slack.SigningSecret)
 	str("SLACK_API_URL", &c.Slack.APIURL)
 	str("SLACK_STAFF_CHANNEL", &c.Slack.StaffChannel)
-	if c.Slack.BotToken != "" && c.Slack.SigningSecret == "" {
-		errs = append(errs, "SLACK_BOT_TOKEN needs SLACK_SIGNING_SECRET, to verify the requests Slack sends to /slack/events and /slack/interactions")
+	str("SLACK_APP_TOKEN", &c.Slack.AppToken)
+	if c.Slack.BotToken != "" && c.Slack.SigningSecret == "" && c.Slack.AppToken == "" {
+		errs = append(errs, "SLACK_BOT_TOKEN needs SLACK_APP_TOKEN (Socket Mode) or SLACK_SIGNING_SECRET (to verify the requests Slack sends to /slack/events and /slack/interactions)")
 	}
-	if getenv("SLACK_APP_TOKEN") != "" {
-		errs = append(errs, "SLACK_APP_TOKEN: Socket Mode is not supported yet; unset it and use the Events API (SLACK_SIGNING_SECRET, request URLs /slack/events and /slack/interactions)")
+	if c.Slack.AppToken != "" && !strings.HasPrefix(c.Slack.AppToken, "xapp-") {
+		errs = append(errs, "SLACK_APP_TOKEN: an app-level token starts with xapp- (Basic Information, App-Level Tokens, scope connections:write)")
 	}
 	str("CSRDESK_STAFF_TOKEN", &c.StaffToken)
 	str("CSRDESK_SECRET", &c.Secret)
