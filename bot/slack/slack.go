@@ -278,13 +278,13 @@ func (s *Slack) handleEvent(ctx context.Context, eventID string, inner slackeven
 			return nil
 		}
 		if ev.ChannelType == "im" {
-			return s.engine.Handle(ctx, bot.Message{Channel: ChannelName, Chat: ev.Channel, User: ev.User, Text: s.plain(ev.Text)})
+			return s.engine.Handle(ctx, bot.Message{Channel: ChannelName, Chat: ev.Channel, User: ev.User, Name: s.userName(ctx, ev.User), Text: s.plain(ev.Text)})
 		}
 	case *slackevents.AppMentionEvent:
 		if ev.BotID != "" || ev.Channel == s.cfg.StaffChannel {
 			return nil
 		}
-		return s.engine.Handle(ctx, bot.Message{Channel: ChannelName, Chat: ev.Channel, User: ev.User, Text: s.plain(ev.Text)})
+		return s.engine.Handle(ctx, bot.Message{Channel: ChannelName, Chat: ev.Channel, User: ev.User, Name: s.userName(ctx, ev.User), Text: s.plain(ev.Text)})
 	}
 	return nil
 }
