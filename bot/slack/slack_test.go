@@ -139,6 +139,7 @@ func newFixture(t *testing.T) *fixture {
 	rc := redisSrv.Client(t)
 	bc := bot.DefaultConfig()
 	bc.RatePerMin = 0
+	bc.RemindAfter = time.Millisecond
 	bc.Hours, _ = bot.ParseHours("always")
 	m := func() *faq.Matcher { return matcher }
 	engine := bot.New(bc, rc, m, texts, bot.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
@@ -241,6 +242,15 @@ func TestStaffConsole(t *testing.T) {
 	waitFor(t, "the message in the thread", func() bool { return len(f.api.postsTo("CSTAFF")) == 2 })
 	if p := f.api.postsTo("CSTAFF")[1]; p.Get("thread_ts") != cardTS || p.Get("text") != "*Ada*: hello? &lt;b&gt;anyone&lt;/b&gt;" {
 		t.Errorf("thread message: %v", p)
+	}
+
+	// An unclaimed ticket's reminder goes to its thread.
+	if n, err := f.engine.RemindUnclaimed(ctx); n != 1 || err != nil {
+		t.Fatalf("reminders: %d, %v", n, err)
+	}
+	waitFor(t, "the reminder in the thread", func() bool { return len(f.api.postsTo("CSTAFF")) == 3 })
+	if p := f.api.postsTo("CSTAFF")[2]; p.Get("thread_ts") != cardTS || !strings.Contains(p.Get("text"), "still unclaimed") {
+		t.Errorf("reminder: %v", p)
 	}
 
 	// Claim from the card: the Slack user is the assignee and the card says so.
