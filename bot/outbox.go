@@ -142,7 +142,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 			continue
 		case err != nil:
 			o.log.Warn("outbox: read", "channel", o.name, "err", err)
-			sleep(ctx, time.Second)
+			Sleep(ctx, time.Second)
 			continue
 		}
 		for _, st := range res {
@@ -185,12 +185,12 @@ func (o *Outbox) deliver(ctx context.Context, m outMsg) {
 			o.ack(ctx, m.id)
 			return
 		case errors.As(err, &ra):
-			sleep(ctx, ra.Wait)
+			Sleep(ctx, ra.Wait)
 		default:
 			if attempt == 1 || attempt%10 == 0 {
 				o.log.Warn("outbox: delivery failed, retrying", "channel", o.name, "chat_id", m.chat, "attempt", attempt, "err", err)
 			}
-			sleep(ctx, backoff)
+			Sleep(ctx, backoff)
 			backoff = min(2*backoff, time.Minute)
 		}
 	}
@@ -205,7 +205,8 @@ func (o *Outbox) ack(ctx context.Context, id string) {
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) {
+// Sleep waits for d, or until ctx is done.
+func Sleep(ctx context.Context, d time.Duration) {
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

@@ -51,7 +51,7 @@ func (s *Slack) console(ctx context.Context) {
 				continue
 			case err != nil:
 				s.log.Warn("slack console: read events", "err", err)
-				sleep(ctx, time.Second)
+				bot.Sleep(ctx, time.Second)
 				continue
 			}
 			for _, st := range res {
@@ -67,13 +67,13 @@ func (s *Slack) console(ctx context.Context) {
 				}
 				var rl *slack.RateLimitedError
 				if errors.As(err, &rl) {
-					sleep(ctx, rl.RetryAfter)
+					bot.Sleep(ctx, rl.RetryAfter)
 					continue
 				}
 				if attempt == 1 || attempt%10 == 0 {
 					s.log.Warn("slack console: posting failed, retrying", "ticket_id", ev.Ticket, "event", ev.Type, "attempt", attempt, "err", err)
 				}
-				sleep(ctx, backoff)
+				bot.Sleep(ctx, backoff)
 				backoff = min(2*backoff, time.Minute)
 			}
 			if ctx.Err() != nil {
@@ -209,15 +209,6 @@ func (s *Slack) updateCard(ctx context.Context, id int64, ts string) error {
 	text, blocks := s.card(t)
 	_, _, _, err = s.api.UpdateMessageContext(ctx, s.cfg.StaffChannel, ts, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
 	return err
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 var _ bot.Sender = (*Slack)(nil)

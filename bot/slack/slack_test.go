@@ -18,12 +18,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"csrdesk/bot"
+	"csrdesk/bot/bottest"
 	"csrdesk/faq"
 	"csrdesk/internal/rdb/rdbtest"
-	"csrdesk/templates"
 )
 
 var redisSrv *rdbtest.Server
@@ -111,11 +109,6 @@ func (r *recorder) all() []bot.Reply {
 	return append([]bot.Reply(nil), r.sent...)
 }
 
-var (
-	matcherOnce sync.Once
-	matcher     *faq.Matcher
-)
-
 const secret = "8f742231b10e8888abcd99yyyzzz85a5"
 
 type fixture struct {
@@ -128,21 +121,12 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	matcherOnce.Do(func() {
-		b, problems := faq.Load(faq.Embedded())
-		if b == nil {
-			t.Fatal(problems)
-		}
-		matcher = faq.NewMatcher(b, faq.DefaultConfig())
-	})
-	texts, _ := templates.Bot()
 	rc := redisSrv.Client(t)
-	bc := bot.DefaultConfig()
-	bc.RatePerMin = 0
+	bc := bottest.Config()
 	bc.RemindAfter = time.Millisecond
-	bc.Hours, _ = bot.ParseHours("always")
+	engine := bottest.Engine(t, rc, bc)
+	matcher := bottest.Matcher(t)
 	m := func() *faq.Matcher { return matcher }
-	engine := bot.New(bc, rc, m, texts, bot.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
 	f := &fixture{api: &fakeAPI{}, engine: engine, person: &recorder{}}
 	engine.Register("test", f.person)
 	api := httptest.NewServer(f.api)

@@ -127,14 +127,14 @@ func (b *Bot) poll(ctx context.Context) error {
 				backoff = min(2*backoff, 30*time.Second)
 			}
 			b.log.Warn("telegram: getUpdates failed, waiting", "wait", wait, "err", err)
-			sleep(ctx, wait)
+			bot.Sleep(ctx, wait)
 			continue
 		}
 		backoff = time.Second
 		for _, u := range updates {
 			if err := b.handle(ctx, u); err != nil {
 				b.log.Error("telegram: update not handled, will retry", "update_id", u.UpdateID, "err", err)
-				sleep(ctx, time.Second)
+				bot.Sleep(ctx, time.Second)
 				break
 			}
 			if err := b.rdb.Set(ctx, offsetKey, u.UpdateID+1, 0).Err(); err != nil {
@@ -305,22 +305,13 @@ func (b *Bot) pace(ctx context.Context, chat int64) error {
 			if res.Allowed > 0 {
 				break
 			}
-			sleep(ctx, res.RetryAfter)
+			bot.Sleep(ctx, res.RetryAfter)
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
 		}
 	}
 	return nil
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 var _ bot.Sender = (*Bot)(nil)

@@ -15,13 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-redis/redis_rate/v10"
-	"github.com/prometheus/client_golang/prometheus"
-
 	"csrdesk/bot"
-	"csrdesk/faq"
+	"csrdesk/bot/bottest"
 	"csrdesk/internal/rdb/rdbtest"
-	"csrdesk/templates"
+	"github.com/go-redis/redis_rate/v10"
 )
 
 var redisSrv *rdbtest.Server
@@ -128,11 +125,6 @@ func (f *fakeAPI) sentTo(chat string) []url.Values {
 	return out
 }
 
-var (
-	matcherOnce sync.Once
-	matcher     *faq.Matcher
-)
-
 type fixture struct {
 	api    *fakeAPI
 	engine *bot.Engine
@@ -141,19 +133,8 @@ type fixture struct {
 
 func newFixture(t testing.TB, cfg Config) *fixture {
 	t.Helper()
-	matcherOnce.Do(func() {
-		b, problems := faq.Load(faq.Embedded())
-		if b == nil {
-			t.Fatal(problems)
-		}
-		matcher = faq.NewMatcher(b, faq.DefaultConfig())
-	})
-	texts, _ := templates.Bot()
 	rc := redisSrv.Client(t)
-	bc := bot.DefaultConfig()
-	bc.RatePerMin = 0
-	bc.Hours, _ = bot.ParseHours("always")
-	engine := bot.New(bc, rc, func() *faq.Matcher { return matcher }, texts, bot.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
+	engine := bottest.Engine(t, rc, bottest.Config())
 	f := &fixture{api: &fakeAPI{}, engine: engine}
 	srv := httptest.NewServer(f.api)
 	t.Cleanup(srv.Close)

@@ -13,26 +13,17 @@ import (
 	"os"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"csrdesk/bot"
-	"csrdesk/faq"
+	"csrdesk/bot/bottest"
 	"csrdesk/internal/rdb/rdbtest"
-	"csrdesk/templates"
 )
 
 var redisSrv *rdbtest.Server
 
 func TestMain(m *testing.M) { os.Exit(rdbtest.Main(m, &redisSrv)) }
-
-var (
-	matcherOnce sync.Once
-	matcher     *faq.Matcher
-)
 
 type fixture struct {
 	srv    *httptest.Server
@@ -42,22 +33,8 @@ type fixture struct {
 
 func newFixture(tb testing.TB, cfg Config) *fixture {
 	tb.Helper()
-	matcherOnce.Do(func() {
-		b, problems := faq.Load(faq.Embedded())
-		if b == nil {
-			tb.Fatal(problems)
-		}
-		matcher = faq.NewMatcher(b, faq.DefaultConfig())
-	})
-	texts, err := templates.Bot()
-	if err != nil {
-		tb.Fatal(err)
-	}
 	rc := redisSrv.Client(tb)
-	botCfg := bot.DefaultConfig()
-	botCfg.RatePerMin = 0
-	botCfg.Hours, _ = bot.ParseHours("always")
-	engine := bot.New(botCfg, rc, func() *faq.Matcher { return matcher }, texts, bot.NewMetrics(prometheus.NewRegistry()), slog.New(slog.DiscardHandler))
+	engine := bottest.Engine(tb, rc, bottest.Config())
 	if cfg.StreamWait == 0 {
 		cfg.StreamWait = 2 * time.Second
 	}
