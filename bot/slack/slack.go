@@ -98,7 +98,8 @@ func (s *Slack) Run(ctx context.Context) error {
 func (s *Slack) socketMode(ctx context.Context) {
 	client := socketmode.New(s.api)
 	go func() {
-		if err := client.RunContext(ctx); err != nil && ctx.Err() == nil {
+		// RunContext reconnects by itself and returns only when ctx ends or the token is refused.
+		if err := client.RunContext(ctx); ctx.Err() == nil {
 			s.log.Error("slack: socket mode stopped", "err", err)
 		}
 	}()
