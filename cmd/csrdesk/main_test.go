@@ -370,3 +370,32 @@ func TestServeWithTelegram(t *testing.T) {
 		t.Errorf("sent to Telegram: %q", sent)
 	}
 }
+
+func TestListsAndSubscribersCommands(t *testing.T) {
+	e := env("CSRDESK_REDIS_URL", redisSrv.URL(redisSrv.DB(t)))
+	if out, _, err := runCmd(t, e, "lists", "create", "events"); err != nil || out != "list events created\n" {
+		t.Fatalf("lists create: %q %v", out, err)
+	}
+	if _, _, err := runCmd(t, e, "lists", "create", "events"); err == nil || !strings.Contains(err.Error(), "already exists") {
+		t.Errorf("creating a list twice: %v", err)
+	}
+	file := filepath.Join(t.TempDir(), "people.csv")
+	os.WriteFile(file, []byte("email,name,company,sector\nanna@example.it,Anna,Rossi SpA,tools\nnope,Bad,,\n"), 0o644)
+	out, _, err := runCmd(t, e, "subscribers", "import", file, "--list", "events")
+	if exitStatus(err) != 1 || !strings.Contains(out, file+`:3: "nope" is not an email address: not imported`) || !strings.Contains(out, "events: 1 added, 0 updated, 1 not imported") {
+		t.Errorf("import: %v\n%s", err, out)
+	}
+	if out, _, _ := runCmd(t, e, "lists"); !strings.Contains(out, "events  1") {
+		t.Errorf("lists:\n%s", out)
+	}
+	out, _, err = runCmd(t, e, "subscribers", "export", "--list", "events")
+	if err != nil || out != "email,name,company,country,language,role,status,sector\nanna@example.it,Anna,Rossi SpA,,,,active,tools\n" {
+		t.Errorf("export: %v\n%q", err, out)
+	}
+	if _, _, err := runCmd(t, e, "subscribers", "import", file); exitStatus(err) != 2 {
+		t.Errorf("import without --list: %v", err)
+	}
+	if _, _, err := runCmd(t, e, "subscribers", "export", "--list", "nope"); err == nil || !strings.Contains(err.Error(), `list "nope": not found`) {
+		t.Errorf("export of a missing list: %v", err)
+	}
+}

@@ -17,6 +17,12 @@ Usage:
   csrdesk faq ask [--lang xx] [--json] "question"
                                       show the matcher's decision for a question
   csrdesk faq eval [--calibrate] FILE score the matcher on a labelled question set
+  csrdesk lists [create NAME]         show the mailing lists, or create one
+  csrdesk subscribers import FILE.csv --list NAME
+                                      import subscribers (header row; email, name, company, country,
+                                      language, role, and any other columns as attributes)
+  csrdesk subscribers export --list NAME
+                                      write a list's subscribers as CSV
 
 Configuration comes from CSRDESK_* environment variables (see README.md).
 `
@@ -58,6 +64,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, cfg, args[1:], stderr)
 	case "faq":
 		return faqCommand(cfg, args[1:], stdout, stderr)
+	case "lists":
+		return listsCommand(ctx, cfg, args[1:], stdout)
+	case "subscribers":
+		return subscribersCommand(ctx, cfg, args[1:], stdout, stderr)
 	}
 	return usageError(fmt.Sprintf("unknown command %q (try csrdesk help)", args[0]))
 }

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+
+	"github.com/schollz/progressbar/v3"
+
+	"csrdesk/campaigns"
+	"csrdesk/internal/rdb"
+)
+
+// withStore connects to Redis for a command that works on subscribers and lists.
+func withStore(ctx context.Context, cfg config, fn func(*campaigns.Store) error) error {
+	rc, err := rdb.Open(ctx, cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	err = fn(campaigns.NewStore(rc))
+	switch {
+	case errors.Is(err, campaigns.ErrNotFound), errors.Is(err, campaigns.ErrExists), errors.Is(err, campaigns.ErrInvalid):
+		return fmt.Errorf("%w", err)
+	}
+	return err
+}
+
+func listsCommand(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
+	if len(args) >= 1 && args[0] == "create" {
+		if len(args) != 2 {
+			return usageError("lists create: want one list name, e.g. csrdesk lists create events-2027")
+		}
+		return withStore(ctx, cfg, func(s *campaigns.Store) error {
+			if err := s.CreateList(ctx, args[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "list %s created\n", args[1])
+			return nil
+		})
+	}
+	if len(args) > 0 {
+		return usageError("lists: want no arguments (to show the lists) or create NAME")
+	}
+	return withStore(ctx, cfg, func(s *campaigns.Store) error {
+		lists, err := s.Lists(ctx)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "LIST\tMEMBERS\tCREATED")
+		for _, l := range lists {
+			fmt.Fprintf(tw, "%s\t%d\t%s\n", l.Name, l.Members, l.Created.Format("2006-01-02"))
+		}
+		return tw.Flush()
+	})
+}
+
+func subscribersCommand(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageError("subscribers: want import FILE.csv --list NAME, or export --list NAME")
+	}
+	fl := flag.NewFlagSet("subscribers "+args[0], flag.ContinueOnError)
+	list := fl.String("list", "", "the list")
+	pos, err := parseFlags(fl, args[1:])
+	if err != nil {
+		return err
+	}
+	if *list == "" {
+		return usageError(fmt.Sprintf("subscribers %s: --list NAME is required", args[0]))
+	}
+	switch args[0] {
+	case "import":
+		if len(pos) != 1 {
+			return usageError("subscribers import: want one CSV file")
+		}
+		f, err := os.Open(pos[0])
+		if err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		defer f.Close()
+		st, _ := f.Stat()
+		bar := progressbar.NewOptions64(st.Size(), progressbar.OptionSetWriter(stderr), progressbar.OptionShowBytes(true),
+			progressbar.OptionSetDescription("importing"), progressbar.OptionSetVisibility(isTerminal(stderr)), progressbar.OptionClearOnFinish())
+		return withStore(ctx, cfg, func(s *campaigns.Store) error {
+			rep, err := s.Import(ctx, f, *list, func(n int) { bar.Add(n) })
+			bar.Finish()
+			if rep != nil {
+				for _, p := range rep.Problems {
+					fmt.Fprintf(stdout, "%s:%s: not imported\n", pos[0], p[len("line "):])
+				}
+				for _, w := range rep.Warnings {
+					fmt.Fprintf(stdout, "%s:%s\n", pos[0], w[len("line "):])
+				}
+				fmt.Fprintf(stdout, "%s: %d added, %d updated, %d not imported (see above)\n", *list, rep.Added, rep.Updated, len(rep.Problems))
+			}
+			if err != nil {
+				return err
+			}
+			if len(rep.Problems) > 0 {
+				return exitCode(1)
+			}
+			return nil
+		})
+	case "export":
+		if len(pos) != 0 {
+			return usageError("subscribers export: want only --list NAME")
+		}
+		return withStore(ctx, cfg, func(s *campaigns.Store) error { return s.Export(ctx, *list, stdout) })
+	}
+	return usageError(fmt.Sprintf("subscribers: unknown command %q (want import or export)", args[0]))
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
