@@ -1,4 +1,5 @@
-// Package templates holds csrdesk's texts: what the bot says in each language (and, later, the email layouts).
+// Package templates holds csrdesk's texts: what the bot says in each language, and the layout and footer of
+// the mailings.
 // They are embedded in the binary and checked when loaded, so a broken text fails at start-up, not mid-chat.
 package templates
 
@@ -6,6 +7,7 @@ import (
 	"bytes"
 	"embed"
 	"fmt"
+	htmltemplate "html/template"
 	"sort"
 	"strings"
 	"text/template"
@@ -13,7 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-//go:embed bot.yaml
+//go:embed bot.yaml mail
 var files embed.FS
 
 // Langs are the languages every text must exist in.
@@ -103,4 +105,53 @@ func (ts *Texts) Text(lang, key string, data any) string {
 		return key
 	}
 	return b.String()
+}
+
+// Mail is the layout every mailing is set in: an HTML and a plain-text part, and the footer texts by language.
+type Mail struct {
+	HTML   *htmltemplate.Template
+	Text   *template.Template
+	footer map[string]map[string]string // key -> language -> text
+}
+
+// Footer holds a mailing's footer texts in one language.
+type Footer struct{ Platform, Why, Unsubscribe string }
+
+// Footer returns the footer in lang, English for languages it lacks.
+func (m *Mail) Footer(lang string) Footer {
+	get := func(key string) string {
+		if t := m.footer[key][lang]; t != "" {
+			return t
+		}
+		return m.footer[key]["en"]
+	}
+	return Footer{Platform: get("platform"), Why: get("why"), Unsubscribe: get("unsubscribe")}
+}
+
+// MailLayout loads the mail layout.
+func MailLayout() (*Mail, error) {
+	h, err := htmltemplate.ParseFS(files, "mail/layout.html")
+	if err != nil {
+		return nil, err
+	}
+	t, err := template.ParseFS(files, "mail/layout.txt")
+	if err != nil {
+		return nil, err
+	}
+	data, err := files.ReadFile("mail/footer.yaml")
+	if err != nil {
+		return nil, err
+	}
+	m := &Mail{HTML: h.Option("missingkey=error"), Text: t.Option("missingkey=error")}
+	if err := yaml.Unmarshal(data, &m.footer); err != nil {
+		return nil, fmt.Errorf("mail/footer.yaml: %w", err)
+	}
+	for key, byLang := range m.footer {
+		for _, l := range Langs {
+			if byLang[l] == "" {
+				return nil, fmt.Errorf("mail/footer.yaml: %s has no %s text", key, l)
+			}
+		}
+	}
+	return m, nil
 }
