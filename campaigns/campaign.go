@@ -1,0 +1,236 @@
+package campaigns
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Campaign states.
+const (
+	Draft     = "draft"
+	Scheduled = "scheduled"
+	Running   = "running"
+	Paused    = "paused"
+	Finished  = "finished"
+	Cancelled = "cancelled"
+)
+
+// Campaign is a mailing to the active subscribers of one or more lists.
+type Campaign struct {
+	ID       int64     `json:"id"`
+	Name     string    `json:"name"`
+	Lists    []string  `json:"lists"`
+	From     string    `json:"from"`
+	Content  Content   `json:"content"`
+	State    string    `json:"state"`
+	Reason   string    `json:"reason,omitempty"` // why it paused by itself
+	SendAt   time.Time `json:"send_at,omitzero"`
+	Created  time.Time `json:"created"`
+	Started  time.Time `json:"started,omitzero"`
+	Finished time.Time `json:"finished,omitzero"`
+}
+
+// Status is a campaign's progress.
+type Status struct {
+	ID       int64  `json:"id"`
+	State    string `json:"state"`
+	Total    int64  `json:"total"`    // recipients queued so far (all of them once queueing is done)
+	Sent     int64  `json:"sent"`     // accepted by the mail server
+	Failed   int64  `json:"failed"`   // refused for good
+	Pending  int64  `json:"pending"`  // queued, not yet sent
+	Retrying int64  `json:"retrying"` // waiting for another try after a temporary refusal
+}
+
+// A campaign's keys share the hash tag {c<ID>}, so that its scripts stay in one Redis Cluster slot.
+type keys struct{ meta, jobs, queued, cursor, delivery, attempts, failures, retry, counts string }
+
+func campaignKeys(id int64) keys {
+	p := "csrdesk:{c" + strconv.FormatInt(id, 10) + "}:"
+	return keys{meta: p + "meta", jobs: p + "jobs", queued: p + "queued", cursor: p + "cursor", delivery: p + "delivery",
+		attempts: p + "attempts", failures: p + "failures", retry: p + "retry", counts: p + "counts"}
+}
+
+const (
+	campaignsKey = "csrdesk:campaigns"        // sorted set of campaign ids by creation
+	seqKey       = "csrdesk:campaigns:seq"    // the last id
+	activeKey    = "csrdesk:campaigns:active" // ids of scheduled and running campaigns, for the workers
+	workerGroup  = "workers"
+)
+
+// CreateCampaign stores a new draft campaign after checking its lists exist and its templates compile.
+func (s *Store) CreateCampaign(ctx context.Context, c Campaign, check func(Content) error) (*Campaign, error) {
+	if c.Name == "" {
+		return nil, fmt.Errorf("campaign: %w: a name is required", ErrInvalid)
+	}
+	if len(c.Lists) == 0 {
+		return nil, fmt.Errorf("campaign: %w: at least one --list is required", ErrInvalid)
+	}
+	for _, l := range c.Lists {
+		if err := s.listExists(ctx, l); err != nil {
+			return nil, err
+		}
+	}
+	if _, err := NormalizeEmail(c.From); err != nil {
+		return nil, fmt.Errorf("campaign: %w: from: %v", ErrInvalid, err)
+	}
+	if err := check(c.Content); err != nil {
+		return nil, err
+	}
+	id, err := s.rdb.Incr(ctx, seqKey).Result()
+	if err != nil {
+		return nil, fmt.Errorf("campaign: %w", err)
+	}
+	c.ID, c.State, c.Created = id, Draft, s.now().UTC()
+	if err := s.saveCampaign(ctx, &c); err != nil {
+		return nil, err
+	}
+	if err := s.rdb.ZAdd(ctx, campaignsKey, redis.Z{Score: float64(id), Member: id}).Err(); err != nil {
+		return nil, fmt.Errorf("campaign: %w", err)
+	}
+	return &c, nil
+}
+
+func (s *Store) saveCampaign(ctx context.Context, c *Campaign) error {
+	data, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return s.rdb.HSet(ctx, campaignKeys(c.ID).meta, "json", data, "state", c.State).Err()
+}
+
+// Campaign returns a campaign.
+func (s *Store) Campaign(ctx context.Context, id int64) (*Campaign, error) {
+	v, err := s.rdb.HGetAll(ctx, campaignKeys(id).meta).Result()
+	if err != nil {
+		return nil, fmt.Errorf("campaign %d: %w", id, err)
+	}
+	if len(v) == 0 {
+		return nil, fmt.Errorf("campaign %d: %w", id, ErrNotFound)
+	}
+	var c Campaign
+	if err := json.Unmarshal([]byte(v["json"]), &c); err != nil {
+		return nil, fmt.Errorf("campaign %d: %w", id, err)
+	}
+	c.State, c.Reason = v["state"], v["reason"]
+	if f := v["finished"]; f != "" {
+		c.Finished, _ = time.Parse(time.RFC3339Nano, f)
+	}
+	if f := v["started"]; f != "" {
+		c.Started, _ = time.Parse(time.RFC3339Nano, f)
+	}
+	return &c, nil
+}
+
+// transitions lists which states each operation may start from.
+var transitions = map[string]struct {
+	from []string
+	to   string
+}{
+	"start":  {[]string{Draft}, Running},
+	"pause":  {[]string{Running, Scheduled}, Paused},
+	"resume": {[]string{Paused}, Running},
+	"cancel": {[]string{Draft, Scheduled, Running, Paused}, Cancelled},
+}
+
+var transitionScript = redis.NewScript(`
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return {-1, ''} end
+for i = 3, #ARGV do
+  if ARGV[i] == state then
+    redis.call('HSET', KEYS[1], 'state', ARGV[1], 'reason', ARGV[2])
+    return {1, state}
+  end
+end
+return {0, state}`)
+
+// ErrState is a campaign operation its state does not allow.
+var ErrState = errors.New("not allowed in this state")
+
+// Transition applies start, pause, resume or cancel. Starting a campaign with a send time in the future
+// schedules it instead.
+func (s *Store) Transition(ctx context.Context, id int64, op string) (*Campaign, error) {
+	t, ok := transitions[op]
+	if !ok {
+		return nil, fmt.Errorf("campaign: %w: unknown operation %q", ErrInvalid, op)
+	}
+	c, err := s.Campaign(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	to := t.to
+	if op == "start" && c.SendAt.After(s.now()) {
+		to = Scheduled
+	}
+	args := []any{to, ""}
+	for _, f := range t.from {
+		args = append(args, f)
+	}
+	res, err := transitionScript.Run(ctx, s.rdb, []string{campaignKeys(id).meta}, args...).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("campaign %d: %w", id, err)
+	}
+	if res[0].(int64) == 0 {
+		return nil, fmt.Errorf("campaign %d is %s: %s is %w", id, res[1], op, ErrState)
+	}
+	switch to {
+	case Running, Scheduled:
+		if op == "start" {
+			s.rdb.HSet(ctx, campaignKeys(id).meta, "started", s.now().UTC().Format(time.RFC3339Nano))
+		}
+		err = s.rdb.SAdd(ctx, activeKey, id).Err()
+	case Cancelled:
+		err = s.rdb.SRem(ctx, activeKey, id).Err()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("campaign %d: %w", id, err)
+	}
+	return s.Campaign(ctx, id)
+}
+
+// CampaignStatus returns a campaign's counts.
+func (s *Store) CampaignStatus(ctx context.Context, id int64) (*Status, error) {
+	k := campaignKeys(id)
+	pipe := s.rdb.Pipeline()
+	state := pipe.HGet(ctx, k.meta, "state")
+	counts := pipe.HGetAll(ctx, k.counts)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("campaign %d: %w", id, err)
+	}
+	if state.Val() == "" {
+		return nil, fmt.Errorf("campaign %d: %w", id, ErrNotFound)
+	}
+	n := func(k string) int64 { v, _ := strconv.ParseInt(counts.Val()[k], 10, 64); return v }
+	st := &Status{ID: id, State: state.Val(), Total: n("total"), Sent: n("sent"), Failed: n("failed"), Retrying: n("retrying")}
+	st.Pending = st.Total - st.Sent - st.Failed - st.Retrying
+	return st, nil
+}
+
+// Failure is a recipient the mail server refused for good.
+type Failure struct {
+	Email  string    `json:"email"`
+	Code   int       `json:"code"`
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// Failures returns a campaign's final failures.
+func (s *Store) Failures(ctx context.Context, id int64) ([]Failure, error) {
+	v, err := s.rdb.HGetAll(ctx, campaignKeys(id).failures).Result()
+	if err != nil {
+		return nil, fmt.Errorf("campaign %d: %w", id, err)
+	}
+	var out []Failure
+	for _, data := range v {
+		var f Failure
+		if json.Unmarshal([]byte(data), &f) == nil {
+			out = append(out, f)
+		}
+	}
+	return out, nil
+}

@@ -1,0 +1,503 @@
+package campaigns
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-redis/redis_rate/v10"
+	"github.com/redis/go-redis/v9"
+	"github.com/wneessen/go-mail"
+
+	"csrdesk/templates"
+)
+
+// The send queue. Each running campaign has a Redis stream of jobs, one per recipient, read by the consumer
+// group "workers". A scheduler (whichever worker holds the campaign's lock) pages through the lists' members and
+// adds jobs; it records how far it got in the same script that adds them, so a crash neither skips nor doubles a
+// recipient. A worker checks the recipient's delivery record, takes a token from the rate limiter all workers
+// share, sends, then records the outcome and acknowledges the job in one script. A 4xx goes to a delayed set and
+// comes back later; a 5xx is final. Jobs held by a worker that died are claimed by another after a while. The
+// only duplicate possible is a message the server accepted just before its worker died, before the record.
+
+// WorkerConfig tunes a worker.
+type WorkerConfig struct {
+	Rate        int           // messages per second over all workers; 0 for no limit
+	Conns       int           // messages sent at once (SMTP connections) by this worker
+	MaxAttempts int           // tries for a recipient refused with 4xx before it counts as failed
+	RetryBase   time.Duration // wait before the first retry, doubled for each next one
+	ClaimIdle   time.Duration // a job a worker has held this long without acknowledging is taken over
+	Ahead       int           // jobs the scheduler keeps queued ahead of the workers, per campaign
+	PauseAfter  int           // consecutive failures after which a campaign pauses itself
+	HardBounces int           // permanent failures after which a subscriber is marked bounced
+	PublicURL   string        // where unsubscribe links point
+	Secret      []byte        // signs unsubscribe links
+	Poll        time.Duration // how often an idle worker looks for work
+}
+
+// DefaultWorkerConfig returns the defaults.
+func DefaultWorkerConfig() WorkerConfig {
+	return WorkerConfig{Rate: 0, Conns: 8, MaxAttempts: 6, RetryBase: time.Minute, ClaimIdle: 2 * time.Minute, Ahead: 5000,
+		PauseAfter: 50, HardBounces: 3, Poll: 500 * time.Millisecond}
+}
+
+// Worker delivers running campaigns.
+type Worker struct {
+	store     *Store
+	rdb       redis.UniversalClient
+	transport Transport
+	layout    *templates.Mail
+	limiter   *redis_rate.Limiter
+	cfg       WorkerConfig
+	log       *slog.Logger
+	consumer  string
+
+	mu       sync.Mutex
+	mailings map[int64]*Mailing
+	groups   map[int64]bool
+	fails    map[int64]int // consecutive failures, for the automatic pause
+}
+
+// NewWorker returns a worker that sends through t.
+func NewWorker(store *Store, t Transport, layout *templates.Mail, cfg WorkerConfig, log *slog.Logger) *Worker {
+	host, _ := os.Hostname()
+	return &Worker{store: store, rdb: store.rdb, transport: t, layout: layout, limiter: redis_rate.NewLimiter(store.rdb), cfg: cfg, log: log,
+		consumer: fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano()),
+		mailings: map[int64]*Mailing{}, groups: map[int64]bool{}, fails: map[int64]int{}}
+}
+
+type job struct {
+	c     *Campaign
+	id    string // stream entry
+	email string
+}
+
+// Run works until ctx is done, then finishes the jobs it has taken.
+func (w *Worker) Run(ctx context.Context) error {
+	jobs := make(chan job, w.cfg.Conns)
+	var wg sync.WaitGroup
+	for range w.cfg.Conns {
+		conn, err := w.transport.Open()
+		if err != nil {
+			return fmt.Errorf("worker: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer conn.Close()
+			for j := range jobs {
+				w.process(context.WithoutCancel(ctx), conn, j)
+			}
+		}()
+	}
+	defer func() {
+		close(jobs)
+		wg.Wait()
+	}()
+	for ctx.Err() == nil {
+		busy, err := w.round(ctx, jobs)
+		if err != nil && ctx.Err() == nil {
+			w.log.Warn("worker", "err", err)
+		}
+		if !busy {
+			select {
+			case <-ctx.Done():
+			case <-time.After(w.cfg.Poll):
+			}
+		}
+	}
+	return nil
+}
+
+// round visits every active campaign once; it reports whether it found work.
+func (w *Worker) round(ctx context.Context, jobs chan<- job) (bool, error) {
+	ids, err := w.rdb.SMembers(ctx, activeKey).Result()
+	if err != nil {
+		return false, err
+	}
+	busy := false
+	for _, s := range ids {
+		id, _ := strconv.ParseInt(s, 10, 64)
+		c, err := w.store.Campaign(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			w.rdb.SRem(ctx, activeKey, id)
+			continue
+		}
+		if err != nil {
+			return busy, err
+		}
+		if c.State == Scheduled && !c.SendAt.After(time.Now()) {
+			transitionScript.Run(ctx, w.rdb, []string{campaignKeys(id).meta}, Running, "", Scheduled)
+			c.State = Running
+		}
+		if c.State == Cancelled || c.State == Finished {
+			w.rdb.SRem(ctx, activeKey, id)
+			continue
+		}
+		if c.State != Running {
+			continue
+		}
+		n, err := w.work(ctx, c, jobs)
+		if err != nil {
+			return busy, fmt.Errorf("campaign %d: %w", id, err)
+		}
+		busy = busy || n > 0
+	}
+	return busy, nil
+}
+
+func (w *Worker) work(ctx context.Context, c *Campaign, jobs chan<- job) (int, error) {
+	k := campaignKeys(c.ID)
+	if !w.hasGroup(c.ID) {
+		err := w.rdb.XGroupCreateMkStream(ctx, k.jobs, workerGroup, "0").Err()
+		if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+			return 0, err
+		}
+		w.setGroup(c.ID)
+	}
+	if err := w.schedule(ctx, c); err != nil {
+		return 0, err
+	}
+	if err := moveDueScript.Run(ctx, w.rdb, []string{k.retry, k.jobs}, time.Now().UnixMilli()).Err(); err != nil {
+		return 0, err
+	}
+	msgs, _, err := w.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: k.jobs, Group: workerGroup, Consumer: w.consumer,
+		MinIdle: w.cfg.ClaimIdle, Start: "0", Count: int64(4 * w.cfg.Conns)}).Result()
+	if err != nil {
+		return 0, err
+	}
+	if len(msgs) == 0 {
+		res, err := w.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: workerGroup, Consumer: w.consumer,
+			Streams: []string{k.jobs, ">"}, Count: int64(4 * w.cfg.Conns), Block: -1}).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return 0, err
+		}
+		for _, st := range res {
+			msgs = append(msgs, st.Messages...)
+		}
+	}
+	for _, m := range msgs {
+		email, _ := m.Values["e"].(string)
+		select {
+		case jobs <- job{c: c, id: m.ID, email: email}:
+		case <-ctx.Done():
+			return len(msgs), nil // unsent jobs stay pending and are claimed later
+		}
+	}
+	if len(msgs) == 0 {
+		done, err := finishScript.Run(ctx, w.rdb, []string{k.meta, k.cursor, k.jobs, k.retry}, time.Now().UTC().Format(time.RFC3339Nano)).Int()
+		if err != nil {
+			return 0, err
+		}
+		if done == 1 {
+			w.rdb.SRem(ctx, activeKey, c.ID)
+			w.log.Info("campaign finished", "campaign_id", c.ID)
+		}
+	}
+	return len(msgs), nil
+}
+
+func (w *Worker) hasGroup(id int64) bool { w.mu.Lock(); defer w.mu.Unlock(); return w.groups[id] }
+func (w *Worker) setGroup(id int64)      { w.mu.Lock(); defer w.mu.Unlock(); w.groups[id] = true }
+
+// enqueueScript adds a page of recipients (those not queued before) and moves the list's cursor, atomically.
+var enqueueScript = redis.NewScript(`
+local added = 0
+for i = 3, #ARGV do
+  if redis.call('SADD', KEYS[1], ARGV[i]) == 1 then
+    redis.call('XADD', KEYS[2], '*', 'e', ARGV[i])
+    added = added + 1
+  end
+end
+redis.call('HINCRBY', KEYS[4], 'total', added)
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+return added`)
+
+// moveDueScript puts recipients whose retry is due back in the queue.
+var moveDueScript = redis.NewScript(`
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)
+for _, e in ipairs(due) do
+  redis.call('ZREM', KEYS[1], e)
+  redis.call('XADD', KEYS[2], '*', 'e', e)
+end
+return #due`)
+
+// finishScript marks a running campaign finished when every recipient is queued and none is waiting.
+var finishScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
+if redis.call('HGET', KEYS[2], '.done') ~= '1' then return 0 end
+if redis.call('XLEN', KEYS[3]) > 0 or redis.call('ZCARD', KEYS[4]) > 0 then return 0 end
+redis.call('HSET', KEYS[1], 'state', 'finished', 'finished', ARGV[1])
+return 1`)
+
+const schedulePage = 1000
+
+// schedule adds recipients while fewer than Ahead jobs wait, if this worker holds the campaign's scheduling lock.
+func (w *Worker) schedule(ctx context.Context, c *Campaign) error {
+	k := campaignKeys(c.ID)
+	if done, _ := w.rdb.HGet(ctx, k.cursor, ".done").Result(); done == "1" {
+		return nil
+	}
+	lock := k.cursor + ":lock"
+	ok, err := w.rdb.SetNX(ctx, lock, w.consumer, 30*time.Second).Result()
+	if err != nil || !ok {
+		return err
+	}
+	defer w.rdb.Del(context.WithoutCancel(ctx), lock)
+	for {
+		n, err := w.rdb.XLen(ctx, k.jobs).Result()
+		if err != nil || n >= int64(w.cfg.Ahead) {
+			return err
+		}
+		cursor, err := w.rdb.HGetAll(ctx, k.cursor).Result()
+		if err != nil {
+			return err
+		}
+		progressed := false
+		for _, list := range c.Lists {
+			if cursor[list] == "end" {
+				continue
+			}
+			offset, _ := strconv.ParseInt(cursor[list], 10, 64)
+			emails, err := w.rdb.ZRange(ctx, membersKey(list), offset, offset+schedulePage-1).Result()
+			if err != nil {
+				return err
+			}
+			next := strconv.FormatInt(offset+int64(len(emails)), 10)
+			if len(emails) < schedulePage {
+				next = "end"
+			}
+			active, err := w.activeOnly(ctx, emails)
+			if err != nil {
+				return err
+			}
+			args := []any{list, next}
+			for _, e := range active {
+				args = append(args, e)
+			}
+			if err := enqueueScript.Run(ctx, w.rdb, []string{k.queued, k.jobs, k.cursor, k.counts}, args...).Err(); err != nil {
+				return err
+			}
+			progressed = true
+			break // one page at a time, then look at the queue length again
+		}
+		if !progressed {
+			return w.rdb.HSet(ctx, k.cursor, ".done", "1").Err()
+		}
+	}
+}
+
+// activeOnly keeps the addresses of active subscribers.
+func (w *Worker) activeOnly(ctx context.Context, emails []string) ([]string, error) {
+	if len(emails) == 0 {
+		return nil, nil
+	}
+	pipe := w.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(emails))
+	for i, e := range emails {
+		cmds[i] = pipe.HGet(ctx, subKey(e), "status")
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	var out []string
+	for i, c := range cmds {
+		if c.Val() == Active {
+			out = append(out, emails[i])
+		}
+	}
+	return out, nil
+}
+
+// recordScript records a recipient's outcome and acknowledges the job, atomically. It returns 0 when the
+// recipient already had a final outcome (the job was a duplicate), 1 for a final outcome, 2 for a retry.
+var recordScript = redis.NewScript(`
+local prev = redis.call('HGET', KEYS[1], ARGV[1])
+local function ack()
+  redis.call('XACK', KEYS[3], ARGV[4], ARGV[3])
+  redis.call('XDEL', KEYS[3], ARGV[3])
+end
+if prev == 'sent' or prev == 'failed' then ack() return 0 end
+local kind = ARGV[2]
+if kind == 'temp' then
+  local n = redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
+  if n < tonumber(ARGV[6]) then
+    redis.call('HSET', KEYS[1], ARGV[1], 'retry')
+    redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
+    if prev ~= 'retry' then redis.call('HINCRBY', KEYS[2], 'retrying', 1) end
+    ack()
+    return 2
+  end
+  kind = 'fail'
+end
+if prev == 'retry' then redis.call('HINCRBY', KEYS[2], 'retrying', -1) end
+if kind == 'sent' then
+  redis.call('HSET', KEYS[1], ARGV[1], 'sent')
+  redis.call('HINCRBY', KEYS[2], 'sent', 1)
+else
+  redis.call('HSET', KEYS[1], ARGV[1], 'failed')
+  redis.call('HINCRBY', KEYS[2], 'failed', 1)
+  redis.call('HSET', KEYS[6], ARGV[1], ARGV[7])
+end
+ack()
+return 1`)
+
+func (w *Worker) process(ctx context.Context, conn Conn, j job) {
+	k := campaignKeys(j.c.ID)
+	prev, err := w.rdb.HGet(ctx, k.delivery, j.email).Result()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		w.log.Warn("worker: delivery record", "campaign_id", j.c.ID, "err", err)
+		return // the job stays pending and is claimed again
+	}
+	if prev == "sent" || prev == "failed" {
+		w.record(ctx, j, "sent", outcome{}) // a duplicate job: only acknowledged
+		return
+	}
+	sub, err := w.store.Subscriber(ctx, j.email)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		w.record(ctx, j, "fail", outcome{reason: "the subscriber was deleted"})
+		return
+	case err != nil:
+		w.log.Warn("worker: subscriber", "campaign_id", j.c.ID, "err", err)
+		return
+	case sub.Status != Active:
+		w.record(ctx, j, "fail", outcome{reason: "the subscriber is " + sub.Status})
+		return
+	}
+	m, err := w.message(j.c, sub)
+	if err != nil {
+		w.record(ctx, j, "fail", outcome{reason: "cannot render: " + oneLine(err.Error())})
+		return
+	}
+	if err := w.wait(ctx); err != nil {
+		return
+	}
+	if err := conn.Send(ctx, m); err != nil {
+		o := classify(err)
+		kind := "fail"
+		if o.temp {
+			kind = "temp"
+		}
+		w.record(ctx, j, kind, o)
+		w.failed(ctx, j.c, o)
+		if kind == "fail" && o.code >= 500 {
+			w.hardBounce(ctx, j.email)
+		}
+		return
+	}
+	w.record(ctx, j, "sent", outcome{})
+	w.mu.Lock()
+	w.fails[j.c.ID] = 0
+	w.mu.Unlock()
+}
+
+func (w *Worker) record(ctx context.Context, j job, kind string, o outcome) {
+	k := campaignKeys(j.c.ID)
+	attempts, _ := w.rdb.HGet(ctx, k.attempts, j.email).Int()
+	due := time.Now().Add(w.cfg.RetryBase << min(attempts, 10)).UnixMilli()
+	failure, _ := json.Marshal(Failure{Email: j.email, Code: o.code, Reason: o.reason, At: time.Now().UTC()})
+	err := recordScript.Run(ctx, w.rdb, []string{k.delivery, k.counts, k.jobs, k.attempts, k.retry, k.failures},
+		j.email, kind, j.id, workerGroup, due, w.cfg.MaxAttempts, failure).Err()
+	if err != nil {
+		w.log.Error("worker: record outcome", "campaign_id", j.c.ID, "err", err) // the job stays pending
+	}
+}
+
+// failed counts consecutive failures and pauses a campaign when the server seems to refuse everything.
+func (w *Worker) failed(ctx context.Context, c *Campaign, o outcome) {
+	w.mu.Lock()
+	w.fails[c.ID]++
+	n := w.fails[c.ID]
+	w.mu.Unlock()
+	if w.cfg.PauseAfter > 0 && n == w.cfg.PauseAfter {
+		reason := fmt.Sprintf("paused by itself after %d failures in a row; last: %d %s", n, o.code, o.reason)
+		transitionScript.Run(ctx, w.rdb, []string{campaignKeys(c.ID).meta}, Paused, reason, Running)
+		w.log.Error("campaign paused: the mail server refuses everything", "campaign_id", c.ID, "reason", reason)
+	}
+}
+
+func (w *Worker) hardBounce(ctx context.Context, email string) {
+	n, err := w.rdb.HIncrBy(ctx, subKey(email), "hard_bounces", 1).Result()
+	if err == nil && w.cfg.HardBounces > 0 && n >= int64(w.cfg.HardBounces) {
+		w.rdb.HSet(ctx, subKey(email), "status", Bounced)
+	}
+}
+
+// wait takes a token from the rate limiter all workers share.
+func (w *Worker) wait(ctx context.Context) error {
+	if w.cfg.Rate <= 0 {
+		return nil
+	}
+	for {
+		res, err := w.limiter.Allow(ctx, "csrdesk:mail:rate", redis_rate.PerSecond(w.cfg.Rate))
+		if err != nil {
+			return err
+		}
+		if res.Allowed > 0 {
+			return nil
+		}
+		time.Sleep(res.RetryAfter)
+	}
+}
+
+// mailing returns the campaign's compiled content, compiled once per worker.
+func (w *Worker) mailing(c *Campaign) (*Mailing, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if m, ok := w.mailings[c.ID]; ok {
+		return m, nil
+	}
+	m, err := Compile(c.Content, w.layout)
+	if err != nil {
+		return nil, err
+	}
+	w.mailings[c.ID] = m
+	return m, nil
+}
+
+// message builds a recipient's mail.
+func (w *Worker) message(c *Campaign, sub *Subscriber) (*mail.Msg, error) {
+	mailing, err := w.mailing(c)
+	if err != nil {
+		return nil, err
+	}
+	token := UnsubscribeToken(w.cfg.Secret, sub.Email)
+	unsubURL := strings.TrimRight(w.cfg.PublicURL, "/") + "/unsubscribe/" + token
+	r, err := mailing.Render(sub, unsubURL)
+	if err != nil {
+		return nil, err
+	}
+	return buildMessage(c, sub, r, unsubURL, token)
+}
+
+func buildMessage(c *Campaign, sub *Subscriber, r Rendered, unsubURL, token string) (*mail.Msg, error) {
+	m := mail.NewMsg()
+	if err := m.From(c.From); err != nil {
+		return nil, err
+	}
+	if err := m.To(sub.Email); err != nil {
+		return nil, err
+	}
+	m.Subject(r.Subject)
+	m.SetBodyString(mail.TypeTextPlain, r.Text)
+	m.AddAlternativeString(mail.TypeTextHTML, r.HTML)
+	domain := c.From[strings.LastIndexByte(c.From, '@')+1:]
+	sum := sha256.Sum256([]byte(sub.Email))
+	m.SetMessageIDWithValue(fmt.Sprintf("c%d.%s.%d@%s", c.ID, hex.EncodeToString(sum[:8]), time.Now().UnixNano(), domain))
+	m.SetGenHeader(mail.HeaderListUnsubscribe, "<"+unsubURL+">", "<mailto:unsubscribe@"+domain+"?subject=unsubscribe%20"+token+">")
+	m.SetGenHeader(mail.HeaderListUnsubscribePost, "List-Unsubscribe=One-Click")
+	m.SetGenHeader("X-Csrdesk-Campaign", strconv.FormatInt(c.ID, 10))
+	m.SetBulk()
+	m.SetDate()
+	return m, nil
+}

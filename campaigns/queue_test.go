@@ -1,0 +1,331 @@
+package campaigns
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-smtp"
+
+	"csrdesk/templates"
+)
+
+// sink is an in-process SMTP server that counts what each recipient received, and refuses recipients as told.
+type sink struct {
+	mu        sync.Mutex
+	got       map[string]int    // recipient -> messages accepted
+	tempFails map[string]int    // recipient -> 450s still to give
+	permFail  map[string]bool   // recipient -> 550 every time
+	messages  map[string]string // recipient -> the last message
+	addr      string
+}
+
+func newSink(t testing.TB) *sink {
+	t.Helper()
+	s := &sink{got: map[string]int{}, tempFails: map[string]int{}, permFail: map[string]bool{}, messages: map[string]string{}}
+	srv := smtp.NewServer(s)
+	srv.Domain = "sink.test"
+	srv.AllowInsecureAuth = true
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.addr = ln.Addr().String()
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return s
+}
+
+func (s *sink) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{s: s}, nil }
+
+type session struct {
+	s  *sink
+	to []string
+}
+
+func (x *session) Reset()                               { x.to = nil }
+func (x *session) Logout() error                        { return nil }
+func (x *session) Mail(string, *smtp.MailOptions) error { return nil }
+func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	x.s.mu.Lock()
+	defer x.s.mu.Unlock()
+	if x.s.permFail[to] {
+		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	}
+	if x.s.tempFails[to] > 0 {
+		x.s.tempFails[to]--
+		return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "mailbox busy, try later"}
+	}
+	x.to = append(x.to, to)
+	return nil
+}
+func (x *session) Data(r io.Reader) error {
+	data, _ := io.ReadAll(r)
+	x.s.mu.Lock()
+	defer x.s.mu.Unlock()
+	for _, to := range x.to {
+		x.s.got[to]++
+		x.s.messages[to] = string(data)
+	}
+	return nil
+}
+
+func (s *sink) counts() (recipients, messages int, dups []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for to, n := range s.got {
+		recipients++
+		messages += n
+		if n > 1 {
+			dups = append(dups, to)
+		}
+	}
+	return
+}
+
+// campaignFixture imports n subscribers into a list and creates a campaign to it.
+func campaignFixture(t *testing.T, n int) (*Store, *Campaign) {
+	t.Helper()
+	ctx := context.Background()
+	s := mustStore(t, "all")
+	var b strings.Builder
+	b.WriteString("email,name,language\n")
+	langs := []string{"en", "de", "it", "fr", "es"}
+	for i := range n {
+		fmt.Fprintf(&b, "p%05d@example.com,Person %d,%s\n", i, i, langs[i%5])
+	}
+	if rep, err := s.Import(ctx, strings.NewReader(b.String()), "all", nil); err != nil || rep.Added != n {
+		t.Fatalf("import: %+v %v", rep, err)
+	}
+	layout := mustLayout(t)
+	content := Content{Subject: map[string]string{"": "Invitation: CSR day at EMO", "de": "Einladung: CSR-Tag auf der EMO"},
+		Body: map[string]string{"": "Dear {{.Subscriber.Name}},\n\nJoin us at **EMO**.", "de": "Liebe/r {{.Subscriber.Name}},\n\nbesuchen Sie uns auf der **EMO**."}}
+	c, err := s.CreateCampaign(ctx, Campaign{Name: "emo", Lists: []string{"all"}, From: "news@platform.example", Content: content},
+		func(c Content) error { _, err := Compile(c, layout); return err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, c
+}
+
+func mustLayout(tb testing.TB) *templates.Mail {
+	tb.Helper()
+	l, err := templates.MailLayout()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return l
+}
+
+func testWorker(t testing.TB, s *Store, addr string, cfg WorkerConfig) *Worker {
+	t.Helper()
+	tr, err := ParseSMTP("smtp://" + addr + "?tls=none")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.PublicURL, cfg.Secret, cfg.Poll = "https://platform.example", []byte("secret"), 20*time.Millisecond
+	return NewWorker(s, tr, mustLayout(t), cfg, slog.New(slog.DiscardHandler))
+}
+
+func run(t *testing.T, ws ...*Worker) context.CancelFunc {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, w := range ws {
+		wg.Add(1)
+		go func() { defer wg.Done(); w.Run(ctx) }()
+	}
+	stop := func() { cancel(); wg.Wait() }
+	t.Cleanup(stop)
+	return stop
+}
+
+func waitState(t *testing.T, s *Store, id int64, state string) *Status {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		st, err := s.CampaignStatus(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State == state {
+			return st
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("campaign still %s: %+v", st.State, st)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestCampaignDeliversExactlyOnce(t *testing.T) {
+	ctx := context.Background()
+	sk := newSink(t)
+	s, c := campaignFixture(t, 2000)
+	if _, err := s.Transition(ctx, c.ID, "start"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultWorkerConfig()
+	cfg.Ahead = 300 // the scheduler works in several steps
+	run(t, testWorker(t, s, sk.addr, cfg))
+	st := waitState(t, s, c.ID, Finished)
+	if st.Total != 2000 || st.Sent != 2000 || st.Failed != 0 || st.Pending != 0 || st.Retrying != 0 {
+		t.Errorf("status: %+v", st)
+	}
+	recipients, messages, dups := sk.counts()
+	if recipients != 2000 || messages != 2000 || len(dups) != 0 {
+		t.Errorf("the sink got %d messages for %d recipients; duplicates: %v", messages, recipients, dups)
+	}
+	// A German subscriber's message, its folded header lines unfolded (RFC 5322 allows folding long headers).
+	msg := strings.NewReplacer("\r\n ", " ", "\n ", " ").Replace(sk.messages["p00001@example.com"])
+	for _, want := range []string{"Subject: Einladung: CSR-Tag auf der EMO", "Liebe/r Person 1", "<strong>EMO</strong>", "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+		"List-Unsubscribe: <https://platform.example/unsubscribe/", "<mailto:unsubscribe@platform.example?subject=unsubscribe%20", "Abmelden"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message lacks %q:\n%s", want, msg)
+		}
+	}
+}
+
+func TestTemporaryAndPermanentRefusals(t *testing.T) {
+	ctx := context.Background()
+	sk := newSink(t)
+	s, c := campaignFixture(t, 50)
+	for i := range 10 {
+		sk.tempFails[fmt.Sprintf("p%05d@example.com", i)] = 2 // busy twice, then fine
+	}
+	sk.permFail["p00040@example.com"], sk.permFail["p00041@example.com"] = true, true
+	s.Transition(ctx, c.ID, "start")
+	cfg := DefaultWorkerConfig()
+	cfg.RetryBase = 10 * time.Millisecond
+	run(t, testWorker(t, s, sk.addr, cfg))
+	st := waitState(t, s, c.ID, Finished)
+	if st.Sent != 48 || st.Failed != 2 || st.Retrying != 0 {
+		t.Errorf("status: %+v", st)
+	}
+	_, messages, dups := sk.counts()
+	if messages != 48 || len(dups) != 0 {
+		t.Errorf("%d messages, duplicates %v", messages, dups)
+	}
+	if sk.tempFails["p00003@example.com"] != 0 {
+		t.Error("a temporarily refused recipient was not retried")
+	}
+	fails, _ := s.Failures(ctx, c.ID)
+	if len(fails) != 2 || fails[0].Code != 550 || !strings.Contains(fails[0].Reason, "no such user") {
+		t.Errorf("failures: %+v", fails)
+	}
+	sk.mu.Lock()
+	defer sk.mu.Unlock()
+	if sk.got["p00040@example.com"] != 0 {
+		t.Error("a permanently refused recipient got mail")
+	}
+}
+
+func TestTwoWorkersNoDuplicates(t *testing.T) {
+	ctx := context.Background()
+	sk := newSink(t)
+	s, c := campaignFixture(t, 1000)
+	s.Transition(ctx, c.ID, "start")
+	cfg := DefaultWorkerConfig()
+	cfg.Ahead = 200
+	run(t, testWorker(t, s, sk.addr, cfg), testWorker(t, s, sk.addr, cfg))
+	st := waitState(t, s, c.ID, Finished)
+	recipients, messages, dups := sk.counts()
+	if st.Sent != 1000 || recipients != 1000 || messages != 1000 || len(dups) != 0 {
+		t.Errorf("status %+v; sink %d recipients, %d messages, duplicates %v", st, recipients, messages, dups)
+	}
+}
+
+func TestPauseAndResume(t *testing.T) {
+	ctx := context.Background()
+	sk := newSink(t)
+	s, c := campaignFixture(t, 600)
+	s.Transition(ctx, c.ID, "start")
+	cfg := DefaultWorkerConfig()
+	cfg.Rate = 400 // slow enough to pause in the middle
+	stop := run(t, testWorker(t, s, sk.addr, cfg))
+	for {
+		if st, _ := s.CampaignStatus(ctx, c.ID); st.Sent > 50 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := s.Transition(ctx, c.ID, "pause"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // jobs already taken finish
+	paused, _ := s.CampaignStatus(ctx, c.ID)
+	time.Sleep(300 * time.Millisecond)
+	if again, _ := s.CampaignStatus(ctx, c.ID); again.Sent != paused.Sent || again.State != Paused {
+		t.Errorf("still sending while paused: %d then %d", paused.Sent, again.Sent)
+	}
+	if paused.Sent >= 600 {
+		t.Fatalf("paused too late to test anything: %+v", paused)
+	}
+	if _, err := s.Transition(ctx, c.ID, "pause"); err == nil {
+		t.Error("pausing a paused campaign was accepted")
+	}
+	stop()
+	// Resume with a new worker, as after a restart.
+	s.Transition(ctx, c.ID, "resume")
+	run(t, testWorker(t, s, sk.addr, DefaultWorkerConfig()))
+	st := waitState(t, s, c.ID, Finished)
+	recipients, messages, dups := sk.counts()
+	if st.Sent != 600 || recipients != 600 || messages != 600 || len(dups) != 0 {
+		t.Errorf("status %+v; sink %d recipients, %d messages, duplicates %v", st, recipients, messages, dups)
+	}
+}
+
+func TestAutoPauseWhenTheServerRefusesEverything(t *testing.T) {
+	ctx := context.Background()
+	s, c := campaignFixture(t, 100)
+	s.Transition(ctx, c.ID, "start")
+	cfg := DefaultWorkerConfig()
+	cfg.PauseAfter, cfg.RetryBase = 10, time.Hour
+	run(t, testWorker(t, s, "127.0.0.1:1", cfg)) // nothing listens there
+	st := waitState(t, s, c.ID, Paused)
+	cmp, _ := s.Campaign(ctx, c.ID)
+	if st.Sent != 0 || !strings.Contains(cmp.Reason, "paused by itself after 10 failures") {
+		t.Errorf("status %+v, reason %q", st, cmp.Reason)
+	}
+}
+
+func TestFolderTransport(t *testing.T) {
+	ctx := context.Background()
+	s, c := campaignFixture(t, 5)
+	s.Transition(ctx, c.ID, "start")
+	dir := t.TempDir()
+	cfg := DefaultWorkerConfig()
+	cfg.Conns, cfg.Poll, cfg.PublicURL, cfg.Secret = 2, 20*time.Millisecond, "https://platform.example", []byte("s")
+	run(t, NewWorker(s, &Folder{Dir: dir}, mustLayout(t), cfg, slog.New(slog.DiscardHandler)))
+	waitState(t, s, c.ID, Finished)
+	files, _ := filepath.Glob(filepath.Join(dir, fmt.Sprint(c.ID), "*.eml"))
+	if len(files) != 5 {
+		t.Fatalf("%d .eml files, want 5", len(files))
+	}
+	data, _ := os.ReadFile(files[0])
+	if !strings.Contains(string(data), "List-Unsubscribe-Post: List-Unsubscribe=One-Click") {
+		t.Errorf("eml:\n%s", data)
+	}
+}
+
+func TestUnsubscribeToken(t *testing.T) {
+	tok := UnsubscribeToken([]byte("k1"), "anna@example.it")
+	if email, ok := ParseUnsubscribeToken([]byte("k1"), tok); !ok || email != "anna@example.it" {
+		t.Errorf("round trip: %q %v", email, ok)
+	}
+	for _, bad := range []string{tok[:len(tok)-1] + "0", "YmVh." + tok[strings.Index(tok, ".")+1:], "nodot", ""} {
+		if _, ok := ParseUnsubscribeToken([]byte("k1"), bad); ok {
+			t.Errorf("forged token %q accepted", bad)
+		}
+	}
+	if _, ok := ParseUnsubscribeToken([]byte("k2"), tok); ok {
+		t.Error("a token accepted under another secret")
+	}
+}
