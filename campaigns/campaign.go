@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"csrdesk/templates"
 )
 
 // Campaign states.
@@ -233,4 +237,95 @@ func (s *Store) Failures(ctx context.Context, id int64) ([]Failure, error) {
 		}
 	}
 	return out, nil
+}
+
+// resendScript puts a campaign's failed recipients back in its queue, and the campaign back to running.
+var resendScript = redis.NewScript(`
+local fails = redis.call('HKEYS', KEYS[2])
+for _, e in ipairs(fails) do
+  redis.call('HDEL', KEYS[1], e)
+  redis.call('HDEL', KEYS[2], e)
+  redis.call('HDEL', KEYS[5], e)
+  redis.call('XADD', KEYS[4], '*', 'e', e)
+end
+redis.call('HINCRBY', KEYS[3], 'failed', -#fails)
+if #fails > 0 and redis.call('HGET', KEYS[6], 'state') == 'finished' then
+  redis.call('HSET', KEYS[6], 'state', 'running')
+end
+return #fails`)
+
+// ResendFailed queues the recipients that failed once more (those who are still active get the mail).
+func (s *Store) ResendFailed(ctx context.Context, id int64) (int, error) {
+	c, err := s.Campaign(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	if c.State == Draft || c.State == Cancelled {
+		return 0, fmt.Errorf("campaign %d is %s: resend-failed is %w", id, c.State, ErrState)
+	}
+	k := campaignKeys(id)
+	n, err := resendScript.Run(ctx, s.rdb, []string{k.delivery, k.failures, k.counts, k.jobs, k.attempts, k.meta}).Int()
+	if err != nil {
+		return 0, fmt.Errorf("campaign %d: %w", id, err)
+	}
+	if n > 0 {
+		if err := s.rdb.SAdd(ctx, activeKey, id).Err(); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+// Preview renders a campaign for a subscriber (or a sample one).
+func (s *Store) Preview(ctx context.Context, id int64, email string, layout *templates.Mail, cfg WorkerConfig) (Rendered, error) {
+	c, err := s.Campaign(ctx, id)
+	if err != nil {
+		return Rendered{}, err
+	}
+	sub := sample
+	if email != "" {
+		if sub, err = s.Subscriber(ctx, email); err != nil {
+			return Rendered{}, err
+		}
+	}
+	m, err := Compile(c.Content, layout)
+	if err != nil {
+		return Rendered{}, err
+	}
+	return m.Render(sub, strings.TrimRight(cfg.PublicURL, "/")+"/unsubscribe/"+UnsubscribeToken(cfg.Secret, sub.Email))
+}
+
+// SendTest sends one message of a campaign to an address, as the subscriber with that address if there is one.
+func (s *Store) SendTest(ctx context.Context, id int64, to string, layout *templates.Mail, t Transport, cfg WorkerConfig) error {
+	to, err := NormalizeEmail(to)
+	if err != nil {
+		return fmt.Errorf("campaign test: %w: %v", ErrInvalid, err)
+	}
+	c, err := s.Campaign(ctx, id)
+	if err != nil {
+		return err
+	}
+	sub, err := s.Subscriber(ctx, to)
+	if errors.Is(err, ErrNotFound) {
+		cp := *sample
+		cp.Email = to
+		sub = &cp
+	} else if err != nil {
+		return err
+	}
+	w := NewWorker(s, t, layout, cfg, slog.New(slog.DiscardHandler))
+	m, err := w.message(c, sub)
+	if err != nil {
+		return fmt.Errorf("campaign test: %w", err)
+	}
+	m.Subject("[TEST] " + strings.Join(m.GetGenHeader("Subject"), ""))
+	conn, err := t.Open()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := conn.Send(ctx, m); err != nil {
+		return fmt.Errorf("campaign test: %w", err)
+	}
+	return nil
 }

@@ -3,9 +3,7 @@ package campaigns
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,83 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/emersion/go-smtp"
-
+	"csrdesk/internal/smtptest"
 	"csrdesk/templates"
 )
-
-// sink is an in-process SMTP server that counts what each recipient received, and refuses recipients as told.
-type sink struct {
-	mu        sync.Mutex
-	got       map[string]int    // recipient -> messages accepted
-	tempFails map[string]int    // recipient -> 450s still to give
-	permFail  map[string]bool   // recipient -> 550 every time
-	messages  map[string]string // recipient -> the last message
-	addr      string
-}
-
-func newSink(t testing.TB) *sink {
-	t.Helper()
-	s := &sink{got: map[string]int{}, tempFails: map[string]int{}, permFail: map[string]bool{}, messages: map[string]string{}}
-	srv := smtp.NewServer(s)
-	srv.Domain = "sink.test"
-	srv.AllowInsecureAuth = true
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.addr = ln.Addr().String()
-	go srv.Serve(ln)
-	t.Cleanup(func() { srv.Close() })
-	return s
-}
-
-func (s *sink) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{s: s}, nil }
-
-type session struct {
-	s  *sink
-	to []string
-}
-
-func (x *session) Reset()                               { x.to = nil }
-func (x *session) Logout() error                        { return nil }
-func (x *session) Mail(string, *smtp.MailOptions) error { return nil }
-func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	x.s.mu.Lock()
-	defer x.s.mu.Unlock()
-	if x.s.permFail[to] {
-		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
-	}
-	if x.s.tempFails[to] > 0 {
-		x.s.tempFails[to]--
-		return &smtp.SMTPError{Code: 450, EnhancedCode: smtp.EnhancedCode{4, 2, 1}, Message: "mailbox busy, try later"}
-	}
-	x.to = append(x.to, to)
-	return nil
-}
-func (x *session) Data(r io.Reader) error {
-	data, _ := io.ReadAll(r)
-	x.s.mu.Lock()
-	defer x.s.mu.Unlock()
-	for _, to := range x.to {
-		x.s.got[to]++
-		x.s.messages[to] = string(data)
-	}
-	return nil
-}
-
-func (s *sink) counts() (recipients, messages int, dups []string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for to, n := range s.got {
-		recipients++
-		messages += n
-		if n > 1 {
-			dups = append(dups, to)
-		}
-	}
-	return
-}
 
 // campaignFixture imports n subscribers into a list and creates a campaign to it.
 func campaignFixture(t *testing.T, n int) (*Store, *Campaign) {
@@ -167,24 +91,24 @@ func waitState(t *testing.T, s *Store, id int64, state string) *Status {
 
 func TestCampaignDeliversExactlyOnce(t *testing.T) {
 	ctx := context.Background()
-	sk := newSink(t)
+	sk := smtptest.New(t)
 	s, c := campaignFixture(t, 2000)
 	if _, err := s.Transition(ctx, c.ID, "start"); err != nil {
 		t.Fatal(err)
 	}
 	cfg := DefaultWorkerConfig()
 	cfg.Ahead = 300 // the scheduler works in several steps
-	run(t, testWorker(t, s, sk.addr, cfg))
+	run(t, testWorker(t, s, sk.Addr, cfg))
 	st := waitState(t, s, c.ID, Finished)
 	if st.Total != 2000 || st.Sent != 2000 || st.Failed != 0 || st.Pending != 0 || st.Retrying != 0 {
 		t.Errorf("status: %+v", st)
 	}
-	recipients, messages, dups := sk.counts()
+	recipients, messages, dups := sk.Counts()
 	if recipients != 2000 || messages != 2000 || len(dups) != 0 {
 		t.Errorf("the sink got %d messages for %d recipients; duplicates: %v", messages, recipients, dups)
 	}
 	// A German subscriber's message, its folded header lines unfolded (RFC 5322 allows folding long headers).
-	msg := strings.NewReplacer("\r\n ", " ", "\n ", " ").Replace(sk.messages["p00001@example.com"])
+	msg := strings.NewReplacer("\r\n ", " ", "\n ", " ").Replace(sk.Message("p00001@example.com"))
 	for _, want := range []string{"Subject: Einladung: CSR-Tag auf der EMO", "Liebe/r Person 1", "<strong>EMO</strong>", "List-Unsubscribe-Post: List-Unsubscribe=One-Click",
 		"List-Unsubscribe: <https://platform.example/unsubscribe/", "<mailto:unsubscribe@platform.example?subject=unsubscribe%20", "Abmelden"} {
 		if !strings.Contains(msg, want) {
@@ -195,48 +119,47 @@ func TestCampaignDeliversExactlyOnce(t *testing.T) {
 
 func TestTemporaryAndPermanentRefusals(t *testing.T) {
 	ctx := context.Background()
-	sk := newSink(t)
+	sk := smtptest.New(t)
 	s, c := campaignFixture(t, 50)
 	for i := range 10 {
-		sk.tempFails[fmt.Sprintf("p%05d@example.com", i)] = 2 // busy twice, then fine
+		sk.TempFail(fmt.Sprintf("p%05d@example.com", i), 2) // busy twice, then fine
 	}
-	sk.permFail["p00040@example.com"], sk.permFail["p00041@example.com"] = true, true
+	sk.PermFail("p00040@example.com")
+	sk.PermFail("p00041@example.com")
 	s.Transition(ctx, c.ID, "start")
 	cfg := DefaultWorkerConfig()
 	cfg.RetryBase = 10 * time.Millisecond
-	run(t, testWorker(t, s, sk.addr, cfg))
+	run(t, testWorker(t, s, sk.Addr, cfg))
 	st := waitState(t, s, c.ID, Finished)
 	if st.Sent != 48 || st.Failed != 2 || st.Retrying != 0 {
 		t.Errorf("status: %+v", st)
 	}
-	_, messages, dups := sk.counts()
+	_, messages, dups := sk.Counts()
 	if messages != 48 || len(dups) != 0 {
 		t.Errorf("%d messages, duplicates %v", messages, dups)
 	}
-	if sk.tempFails["p00003@example.com"] != 0 {
+	if sk.TempFailsLeft("p00003@example.com") != 0 {
 		t.Error("a temporarily refused recipient was not retried")
 	}
 	fails, _ := s.Failures(ctx, c.ID)
 	if len(fails) != 2 || fails[0].Code != 550 || !strings.Contains(fails[0].Reason, "no such user") {
 		t.Errorf("failures: %+v", fails)
 	}
-	sk.mu.Lock()
-	defer sk.mu.Unlock()
-	if sk.got["p00040@example.com"] != 0 {
+	if sk.Got("p00040@example.com") != 0 {
 		t.Error("a permanently refused recipient got mail")
 	}
 }
 
 func TestTwoWorkersNoDuplicates(t *testing.T) {
 	ctx := context.Background()
-	sk := newSink(t)
+	sk := smtptest.New(t)
 	s, c := campaignFixture(t, 1000)
 	s.Transition(ctx, c.ID, "start")
 	cfg := DefaultWorkerConfig()
 	cfg.Ahead = 200
-	run(t, testWorker(t, s, sk.addr, cfg), testWorker(t, s, sk.addr, cfg))
+	run(t, testWorker(t, s, sk.Addr, cfg), testWorker(t, s, sk.Addr, cfg))
 	st := waitState(t, s, c.ID, Finished)
-	recipients, messages, dups := sk.counts()
+	recipients, messages, dups := sk.Counts()
 	if st.Sent != 1000 || recipients != 1000 || messages != 1000 || len(dups) != 0 {
 		t.Errorf("status %+v; sink %d recipients, %d messages, duplicates %v", st, recipients, messages, dups)
 	}
@@ -244,12 +167,12 @@ func TestTwoWorkersNoDuplicates(t *testing.T) {
 
 func TestPauseAndResume(t *testing.T) {
 	ctx := context.Background()
-	sk := newSink(t)
+	sk := smtptest.New(t)
 	s, c := campaignFixture(t, 600)
 	s.Transition(ctx, c.ID, "start")
 	cfg := DefaultWorkerConfig()
 	cfg.Rate = 400 // slow enough to pause in the middle
-	stop := run(t, testWorker(t, s, sk.addr, cfg))
+	stop := run(t, testWorker(t, s, sk.Addr, cfg))
 	for {
 		if st, _ := s.CampaignStatus(ctx, c.ID); st.Sent > 50 {
 			break
@@ -274,9 +197,9 @@ func TestPauseAndResume(t *testing.T) {
 	stop()
 	// Resume with a new worker, as after a restart.
 	s.Transition(ctx, c.ID, "resume")
-	run(t, testWorker(t, s, sk.addr, DefaultWorkerConfig()))
+	run(t, testWorker(t, s, sk.Addr, DefaultWorkerConfig()))
 	st := waitState(t, s, c.ID, Finished)
-	recipients, messages, dups := sk.counts()
+	recipients, messages, dups := sk.Counts()
 	if st.Sent != 600 || recipients != 600 || messages != 600 || len(dups) != 0 {
 		t.Errorf("status %+v; sink %d recipients, %d messages, duplicates %v", st, recipients, messages, dups)
 	}

@@ -31,6 +31,12 @@ type config struct {
 
 	Telegram telegram.Config
 	Slack    slack.Config
+
+	SMTPURL   string
+	OutboxDir string
+	MailRate  int
+	MailFrom  string
+	ClaimIdle time.Duration // how long a dead worker's jobs wait before another takes them
 }
 
 func parseConfig(getenv func(string) string) (config, error) {
@@ -40,6 +46,9 @@ func parseConfig(getenv func(string) string) (config, error) {
 		FAQ:       faq.DefaultConfig(),
 		LogFormat: "text",
 		Bot:       bot.DefaultConfig(),
+		OutboxDir: "var/outbox",
+		MailFrom:  "csrdesk@localhost.localdomain",
+		MailRate:  50,
 	}
 	var errs []string
 	str := func(name string, dst *string) {
@@ -140,6 +149,11 @@ func parseConfig(getenv func(string) string) (config, error) {
 		}
 	}
 	integer("CSRDESK_RATE_PER_MIN", &c.Bot.RatePerMin, 0)
+	integer("CSRDESK_MAIL_RATE", &c.MailRate, 0)
+	str("CSRDESK_SMTP_URL", &c.SMTPURL)
+	str("CSRDESK_OUTBOX_DIR", &c.OutboxDir)
+	str("CSRDESK_MAIL_FROM", &c.MailFrom)
+	duration("CSRDESK_MAIL_CLAIM_IDLE", &c.ClaimIdle)
 	integer("CSRDESK_MAX_MESSAGE", &c.Bot.MaxMessage, 1)
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Sprintf("CSRDESK_HTTP_ADDR=%q: want host:port", c.HTTPAddr))

@@ -23,6 +23,11 @@ Usage:
                                       language, role, and any other columns as attributes)
   csrdesk subscribers export --list NAME
                                       write a list's subscribers as CSV
+  csrdesk campaign create --name N --subject S --body-file F.md --list L [--list L2] [--send-at T] [--from A]
+  csrdesk campaign preview ID [--subscriber EMAIL] | test ID --to ADDR
+  csrdesk campaign start|pause|resume|cancel ID
+  csrdesk campaign status ID [--json] [--watch] | failures ID | resend-failed ID
+  csrdesk worker                      deliver campaigns (serve runs one too)
 
 Configuration comes from CSRDESK_* environment variables (see README.md).
 `
@@ -68,6 +73,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return listsCommand(ctx, cfg, args[1:], stdout)
 	case "subscribers":
 		return subscribersCommand(ctx, cfg, args[1:], stdout, stderr)
+	case "campaign":
+		return campaignCommand(ctx, cfg, args[1:], stdout, stderr)
+	case "worker":
+		return worker(ctx, cfg, args[1:], stderr)
 	}
 	return usageError(fmt.Sprintf("unknown command %q (try csrdesk help)", args[0]))
 }

@@ -25,6 +25,7 @@ import (
 	"csrdesk/bot/slack"
 	"csrdesk/bot/telegram"
 	"csrdesk/bot/web"
+	"csrdesk/campaigns"
 	"csrdesk/faq"
 	"csrdesk/internal/rdb"
 	"csrdesk/templates"
@@ -137,6 +138,20 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 		}
 	}()
 	go remind(ctx, engine, log)
+	layout, transport, err := mailer(cfg)
+	if err != nil {
+		return err
+	}
+	mailWorker := campaigns.NewWorker(campaigns.NewStore(rc), transport, layout, workerConfig(cfg), log)
+	workerCtx, stopWorker := context.WithCancel(ctx)
+	workerDone := make(chan struct{})
+	go func() {
+		defer close(workerDone)
+		if err := mailWorker.Run(workerCtx); err != nil {
+			log.Error("campaign worker stopped", "err", err)
+		}
+	}()
+	defer func() { stopWorker(); <-workerDone }() // it finishes the messages it has taken
 	go webSrv.Run(ctx)
 
 	errc := make(chan error, 1)

@@ -1,0 +1,29 @@
+package main
+
+import (
+	"context"
+	"io"
+
+	"csrdesk/campaigns"
+	"csrdesk/internal/rdb"
+)
+
+// worker delivers campaigns until ctx is done: csrdesk worker, for running workers apart from the help desk.
+func worker(ctx context.Context, cfg config, args []string, stderr io.Writer) error {
+	if len(args) > 0 {
+		return usageError("worker takes no arguments; configure it with CSRDESK_* variables")
+	}
+	log := newLogger(cfg, stderr)
+	rc, err := rdb.Open(ctx, cfg.RedisURL)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	layout, transport, err := mailer(cfg)
+	if err != nil {
+		return err
+	}
+	w := campaigns.NewWorker(campaigns.NewStore(rc), transport, layout, workerConfig(cfg), log)
+	log.Info("worker delivering campaigns", "smtp", cfg.SMTPURL != "", "outbox_dir", cfg.OutboxDir, "rate", cfg.MailRate)
+	return w.Run(ctx)
+}
