@@ -6,6 +6,7 @@ import (
 	htmltemplate "html/template"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"text/template"
 
@@ -56,12 +57,14 @@ func LoadContent(file, subject string) (Content, error) {
 	return c, nil
 }
 
-// Mailing is a campaign's content compiled for sending: every template parsed and tried once.
+// Mailing is a campaign's content compiled for sending: per language, the whole HTML message as one
+// html/template (the Markdown converted once, its template actions kept) and the text part as one text/template,
+// so that a recipient's message costs two template executions, not a Markdown conversion.
 type Mailing struct {
 	layout  *templates.Mail
-	md      goldmark.Markdown
+	html    map[string]*htmltemplate.Template
+	text    map[string]*template.Template
 	subject map[string]*template.Template
-	body    map[string]*template.Template
 }
 
 // Rendered is one recipient's message.
@@ -74,9 +77,30 @@ type Rendered struct {
 var sample = &Subscriber{Email: "sample@example.com", Name: "Sample Name", Company: "Sample Company", Country: "DE",
 	Language: "en", Role: "buyer", Status: Active, Attrs: map[string]string{}}
 
+// action matches a template action in a body, which the Markdown conversion must leave alone.
+var action = regexp.MustCompile(`\{\{.*?\}\}`)
+
+// markdownKeepingActions converts Markdown to HTML, passing template actions through untouched.
+func markdownKeepingActions(md goldmark.Markdown, src string) (string, error) {
+	var actions []string
+	protected := action.ReplaceAllStringFunc(src, func(a string) string {
+		actions = append(actions, a)
+		return fmt.Sprintf("CSRDESKACTION%dX", len(actions)-1)
+	})
+	var out bytes.Buffer
+	if err := md.Convert([]byte(protected), &out); err != nil {
+		return "", err
+	}
+	html := out.String()
+	for i, a := range actions {
+		html = strings.Replace(html, fmt.Sprintf("CSRDESKACTION%dX", i), a, 1)
+	}
+	return html, nil
+}
+
 // Compile parses and tries every template of the content.
 func Compile(c Content, layout *templates.Mail) (*Mailing, error) {
-	m := &Mailing{layout: layout, md: goldmark.New(), subject: map[string]*template.Template{}, body: map[string]*template.Template{}}
+	m := &Mailing{layout: layout, html: map[string]*htmltemplate.Template{}, text: map[string]*template.Template{}, subject: map[string]*template.Template{}}
 	if _, ok := c.Body[""]; !ok {
 		return nil, fmt.Errorf("campaign: %w: no body", ErrInvalid)
 	}
@@ -91,12 +115,26 @@ func Compile(c Content, layout *templates.Mail) (*Mailing, error) {
 		}
 		return name
 	}
+	md := goldmark.New()
 	for lang, src := range c.Body {
-		t, err := template.New(where(lang)).Option("missingkey=zero").Parse(src)
-		if err != nil {
-			return nil, fmt.Errorf("campaign: %w: %v", ErrInvalid, err)
+		if _, err := template.New(where(lang)).Parse(src); err != nil {
+			return nil, fmt.Errorf("campaign: %w: %v", ErrInvalid, err) // reported with the file's own name
 		}
-		m.body[lang] = t
+		// The layout's clone is the template to execute; the body is defined inside it.
+		text := template.Must(layout.Text.Clone()).Option("missingkey=zero")
+		if _, err := text.New("body").Parse(src); err != nil {
+			return nil, fmt.Errorf("campaign: %w: %s: %v", ErrInvalid, where(lang), err)
+		}
+		m.text[lang] = text
+		body, err := markdownKeepingActions(md, src)
+		if err != nil {
+			return nil, fmt.Errorf("campaign: %w: %s: %v", ErrInvalid, where(lang), err)
+		}
+		html := htmltemplate.Must(layout.HTML.Clone()).Option("missingkey=zero")
+		if _, err := html.New("body").Parse(body); err != nil {
+			return nil, fmt.Errorf("campaign: %w: %s: %v", ErrInvalid, where(lang), err)
+		}
+		m.html[lang] = html
 	}
 	for lang, src := range c.Subject {
 		t, err := template.New("subject " + lang).Option("missingkey=zero").Parse(src)
@@ -109,7 +147,7 @@ func Compile(c Content, layout *templates.Mail) (*Mailing, error) {
 		s := *sample
 		s.Language = lang
 		if _, err := m.Render(&s, "https://example.com/unsubscribe"); err != nil {
-			return nil, fmt.Errorf("campaign: %w: %v", ErrInvalid, err)
+			return nil, fmt.Errorf("campaign: %w: %s: %v", ErrInvalid, where(lang), err)
 		}
 	}
 	return m, nil
@@ -118,43 +156,36 @@ func Compile(c Content, layout *templates.Mail) (*Mailing, error) {
 type mailData struct {
 	Subscriber     *Subscriber
 	UnsubscribeURL string
+	Lang           string
+	Subject        string
+	Footer         templates.Footer
 }
 
 // Render builds a subscriber's message in their language (the default body when there is no variant for it).
 func (m *Mailing) Render(sub *Subscriber, unsubscribeURL string) (Rendered, error) {
 	lang := sub.Language
-	body, ok := m.body[lang]
-	if !ok {
-		body, lang = m.body[""], ""
+	if _, ok := m.html[lang]; !ok {
+		lang = ""
 	}
 	subj, ok := m.subject[lang]
 	if !ok {
 		subj = m.subject[""]
 	}
-	data := mailData{Subscriber: sub, UnsubscribeURL: unsubscribeURL}
-	var md, subject, html, text bytes.Buffer
-	if err := body.Execute(&md, data); err != nil {
-		return Rendered{}, err
-	}
-	if err := subj.Execute(&subject, data); err != nil {
-		return Rendered{}, err
-	}
-	var htmlBody bytes.Buffer
-	if err := m.md.Convert(md.Bytes(), &htmlBody); err != nil {
-		return Rendered{}, err
-	}
 	footerLang := sub.Language
 	if footerLang == "" {
 		footerLang = "en"
 	}
-	layoutData := map[string]any{"Lang": footerLang, "Subject": subject.String(), "Body": htmltemplate.HTML(htmlBody.String()),
-		"UnsubscribeURL": unsubscribeURL, "Footer": m.layout.Footer(footerLang)}
-	if err := m.layout.HTML.Execute(&html, layoutData); err != nil {
+	data := mailData{Subscriber: sub, UnsubscribeURL: unsubscribeURL, Lang: footerLang, Footer: m.layout.Footer(footerLang)}
+	var subject, html, text bytes.Buffer
+	if err := subj.Execute(&subject, data); err != nil {
 		return Rendered{}, err
 	}
-	layoutData["Body"] = strings.TrimSpace(md.String())
-	if err := m.layout.Text.Execute(&text, layoutData); err != nil {
+	data.Subject = strings.TrimSpace(subject.String())
+	if err := m.html[lang].Execute(&html, data); err != nil {
 		return Rendered{}, err
 	}
-	return Rendered{Subject: strings.TrimSpace(subject.String()), HTML: html.String(), Text: text.String()}, nil
+	if err := m.text[lang].Execute(&text, data); err != nil {
+		return Rendered{}, err
+	}
+	return Rendered{Subject: data.Subject, HTML: html.String(), Text: text.String()}, nil
 }

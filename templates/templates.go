@@ -107,7 +107,8 @@ func (ts *Texts) Text(lang, key string, data any) string {
 	return b.String()
 }
 
-// Mail is the layout every mailing is set in: an HTML and a plain-text part, and the footer texts by language.
+// Mail is the layout every mailing is set in: an HTML and a plain-text part, each calling a template "body" that
+// the campaign defines, and the footer texts by language.
 type Mail struct {
 	HTML   *htmltemplate.Template
 	Text   *template.Template

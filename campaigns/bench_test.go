@@ -1,0 +1,232 @@
+package campaigns
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/wneessen/go-mail"
+
+	"csrdesk/internal/smtptest"
+)
+
+const benchConns = 10
+
+// benchCampaign fills a list with n subscribers and creates a started campaign to it.
+func benchCampaign(b *testing.B, s *Store, n int) *Campaign {
+	b.Helper()
+	ctx := context.Background()
+	if err := s.CreateList(ctx, "bench"); err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]*Subscriber, 0, importBatch)
+	for i := range n {
+		batch = append(batch, &Subscriber{Email: fmt.Sprintf("r%06d@example.com", i), Name: "Reader " + strconv.Itoa(i), Language: []string{"en", "de", "it", "fr", "es"}[i%5], Attrs: map[string]string{}})
+		if len(batch) == importBatch || i == n-1 {
+			if _, err := s.save(ctx, "bench", batch); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	content := Content{Subject: map[string]string{"": "CSR news"}, Body: map[string]string{"": strings.Repeat("Dear {{.Subscriber.Name}}, the platform's **news** of the month. ", 40)}}
+	c, err := s.CreateCampaign(ctx, Campaign{Name: "bench", Lists: []string{"bench"}, From: "news@platform.example", Content: content},
+		func(c Content) error { _, err := Compile(c, mustLayout(b)); return err })
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := s.Transition(ctx, c.ID, "start"); err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+func runUntilFinished(b *testing.B, s *Store, w *Worker, id int64) time.Duration {
+	b.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	start := time.Now()
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	for {
+		st, err := s.CampaignStatus(context.Background(), id)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st.State == Finished {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	cancel()
+	<-done
+	return elapsed
+}
+
+// BenchmarkSend compares a 20,000-recipient campaign through the whole send path (scheduler, Redis queue,
+// delivery records, rate limiter, rendering per recipient, go-mail over 10 connections) with a bare go-mail loop
+// sending the same number of pre-rendered messages over 10 connections to the same in-process SMTP sink.
+func BenchmarkSend(b *testing.B) {
+	const n = 20000
+	sink := smtptest.New(b)
+	for range b.N {
+		s := NewStore(redisSrv.Client(b))
+		c := benchCampaign(b, s, n)
+		cfg := DefaultWorkerConfig()
+		cfg.Conns, cfg.Poll = benchConns, 5*time.Millisecond
+		tr, _ := ParseSMTP("smtp://" + sink.Addr + "?tls=none")
+		w := NewWorker(s, tr, mustLayout(b), cfg, slog.New(slog.DiscardHandler))
+		campaign := runUntilFinished(b, s, w, c.ID)
+
+		// The bare loop: the same messages, rendered beforehand, over the same number of connections.
+		sub, _ := s.Subscriber(context.Background(), "r000001@example.com")
+		msgs := make([]*mail.Msg, n)
+		for i := range msgs {
+			m, err := w.message(c, sub)
+			if err != nil {
+				b.Fatal(err)
+			}
+			msgs[i] = m
+		}
+		var next atomic.Int64
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range benchConns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				conn, _ := tr.Open()
+				defer conn.Close()
+				for i := next.Add(1) - 1; i < n; i = next.Add(1) - 1 {
+					if err := conn.Send(context.Background(), msgs[i]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		bare := time.Since(start)
+		b.ReportMetric(n/campaign.Seconds(), "campaign-msgs/s")
+		b.ReportMetric(n/bare.Seconds(), "bare-gomail-msgs/s")
+		b.ReportMetric(100*bare.Seconds()/campaign.Seconds(), "campaign-%-of-bare")
+	}
+}
+
+// noop is a transport that sends nothing, to measure the queue alone.
+type noop struct{}
+
+func (noop) Open() (Conn, error)                   { return noop{}, nil }
+func (noop) Send(context.Context, *mail.Msg) error { return nil }
+func (noop) Close() error                          { return nil }
+
+// BenchmarkQueue measures the queue alone (no-op transport, rendering included) next to a raw Redis Streams
+// XREADGROUP/XACK loop over as many entries, in the same run.
+func BenchmarkQueue(b *testing.B) {
+	const n = 20000
+	for range b.N {
+		rc := redisSrv.Client(b)
+		s := NewStore(rc)
+		c := benchCampaign(b, s, n)
+		cfg := DefaultWorkerConfig()
+		cfg.Conns, cfg.Poll = benchConns, 5*time.Millisecond
+		queue := runUntilFinished(b, s, NewWorker(s, noop{}, mustLayout(b), cfg, slog.New(slog.DiscardHandler)), c.ID)
+
+		ctx := context.Background()
+		pipe := rc.Pipeline()
+		for i := range n {
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: "raw", Values: map[string]any{"e": i}})
+		}
+		pipe.Exec(ctx)
+		rc.XGroupCreate(ctx, "raw", "g", "0")
+		start := time.Now()
+		var wg sync.WaitGroup
+		for c := range benchConns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					res, err := rc.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "g", Consumer: strconv.Itoa(c), Streams: []string{"raw", ">"}, Count: 40, Block: -1}).Result()
+					if err != nil || len(res[0].Messages) == 0 {
+						return
+					}
+					for _, m := range res[0].Messages {
+						rc.XAck(ctx, "raw", "g", m.ID)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		raw := time.Since(start)
+		b.ReportMetric(n/queue.Seconds(), "queue-jobs/s")
+		b.ReportMetric(n/raw.Seconds(), "raw-xreadgroup-xack/s")
+	}
+}
+
+// BenchmarkWorkerMemory reports the worker's peak heap for campaigns of 1,000 and 100,000 recipients (no-op
+// transport), and Redis memory per queued recipient.
+func BenchmarkWorkerMemory(b *testing.B) {
+	for _, n := range []int{1000, 100000} {
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
+			for range b.N {
+				rc := redisSrv.Client(b)
+				s := NewStore(rc)
+				c := benchCampaign(b, s, n)
+				ctx := context.Background()
+				cfg := DefaultWorkerConfig()
+				cfg.Conns, cfg.Poll, cfg.Ahead = benchConns, 5*time.Millisecond, n
+				w := NewWorker(s, noop{}, mustLayout(b), cfg, slog.New(slog.DiscardHandler))
+
+				// Redis memory per queued recipient: queue everyone, measure, then deliver.
+				before := usedMemory(b, rc)
+				if err := w.schedule(ctx, c); err != nil {
+					b.Fatal(err)
+				}
+				perRecipient := float64(usedMemory(b, rc)-before) / float64(n)
+
+				runtime.GC()
+				var peak uint64
+				stop := make(chan struct{})
+				go func() {
+					var ms runtime.MemStats
+					for {
+						select {
+						case <-stop:
+							return
+						case <-time.After(20 * time.Millisecond):
+							runtime.ReadMemStats(&ms)
+							peak = max(peak, ms.HeapInuse)
+						}
+					}
+				}()
+				runUntilFinished(b, s, w, c.ID)
+				close(stop)
+				b.ReportMetric(float64(peak)/(1<<20), "worker-peak-heap-MB")
+				b.ReportMetric(perRecipient, "redis-bytes/queued-recipient")
+			}
+		})
+	}
+}
+
+func usedMemory(b *testing.B, rc *redis.Client) int64 {
+	info, err := rc.Info(context.Background(), "memory").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\r\n") {
+		if v, ok := strings.CutPrefix(line, "used_memory:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	b.Fatal("no used_memory in INFO")
+	return 0
+}
