@@ -39,9 +39,9 @@ func TestRender(t *testing.T) {
 
 func TestCompileCatchesMistakes(t *testing.T) {
 	for body, want := range map[string]string{
-		"Hi {{.Subscriber.Nmae}}":  "can't evaluate field Nmae",
-		"Hi {{.Subscriber.Name":    "unclosed action",
-		"Hi {{range}}":             "missing value for range",
+		"Hi {{.Subscriber.Nmae}}": "can't evaluate field Nmae",
+		"Hi {{.Subscriber.Name":   "unclosed action",
+		"Hi {{range}}":            "missing value for range",
 	} {
 		_, err := Compile(Content{Subject: map[string]string{"": "s"}, Body: map[string]string{"": body}}, mustLayout(t))
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
