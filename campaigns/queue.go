@@ -79,6 +79,10 @@ type job struct {
 	c     *Campaign
 	id    string // stream entry
 	email string
+	// Read for the whole batch in one round trip: the recipient's delivery record and subscriber hash.
+	prev string
+	sub  map[string]string
+	err  error
 }
 
 // Run works until ctx is done, then finishes the jobs it has taken.
@@ -185,10 +189,10 @@ func (w *Worker) work(ctx context.Context, c *Campaign, jobs chan<- job) (int, e
 			msgs = append(msgs, st.Messages...)
 		}
 	}
-	for _, m := range msgs {
-		email, _ := m.Values["e"].(string)
+	batch := w.prefetch(ctx, c, msgs)
+	for _, j := range batch {
 		select {
-		case jobs <- job{c: c, id: m.ID, email: email}:
+		case jobs <- j:
 		case <-ctx.Done():
 			return len(msgs), nil // unsent jobs stay pending and are claimed later
 		}
@@ -204,6 +208,32 @@ func (w *Worker) work(ctx context.Context, c *Campaign, jobs chan<- job) (int, e
 		}
 	}
 	return len(msgs), nil
+}
+
+// prefetch reads the delivery records and subscribers of a batch of jobs in one round trip.
+func (w *Worker) prefetch(ctx context.Context, c *Campaign, msgs []redis.XMessage) []job {
+	k := campaignKeys(c.ID)
+	pipe := w.rdb.Pipeline()
+	prevs := make([]*redis.StringCmd, len(msgs))
+	subs := make([]*redis.MapStringStringCmd, len(msgs))
+	out := make([]job, len(msgs))
+	for i, m := range msgs {
+		email, _ := m.Values["e"].(string)
+		out[i] = job{c: c, id: m.ID, email: email}
+		prevs[i] = pipe.HGet(ctx, k.delivery, email)
+		subs[i] = pipe.HGetAll(ctx, subKey(email))
+	}
+	_, err := pipe.Exec(ctx)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		for i := range out {
+			out[i].err = err
+		}
+		return out
+	}
+	for i := range out {
+		out[i].prev, out[i].sub = prevs[i].Val(), subs[i].Val()
+	}
+	return out
 }
 
 func (w *Worker) hasGroup(id int64) bool { w.mu.Lock(); defer w.mu.Unlock(); return w.groups[id] }
@@ -352,25 +382,20 @@ ack()
 return 1`)
 
 func (w *Worker) process(ctx context.Context, conn Conn, j job) {
-	k := campaignKeys(j.c.ID)
-	prev, err := w.rdb.HGet(ctx, k.delivery, j.email).Result()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		w.log.Warn("worker: delivery record", "campaign_id", j.c.ID, "err", err)
+	if j.err != nil {
+		w.log.Warn("worker: read delivery record", "campaign_id", j.c.ID, "err", j.err)
 		return // the job stays pending and is claimed again
 	}
-	if prev == "sent" || prev == "failed" {
+	if j.prev == "sent" || j.prev == "failed" {
 		w.record(ctx, j, "sent", outcome{}) // a duplicate job: only acknowledged
 		return
 	}
-	sub, err := w.store.Subscriber(ctx, j.email)
-	switch {
-	case errors.Is(err, ErrNotFound):
+	if len(j.sub) == 0 {
 		w.record(ctx, j, "fail", outcome{reason: "the subscriber was deleted"})
 		return
-	case err != nil:
-		w.log.Warn("worker: subscriber", "campaign_id", j.c.ID, "err", err)
-		return
-	case sub.Status != Active:
+	}
+	sub := fromHash(j.sub)
+	if sub.Status != Active {
 		w.record(ctx, j, "fail", outcome{reason: "the subscriber is " + sub.Status})
 		return
 	}
@@ -403,7 +428,10 @@ func (w *Worker) process(ctx context.Context, conn Conn, j job) {
 
 func (w *Worker) record(ctx context.Context, j job, kind string, o outcome) {
 	k := campaignKeys(j.c.ID)
-	attempts, _ := w.rdb.HGet(ctx, k.attempts, j.email).Int()
+	attempts := 0
+	if kind == "temp" {
+		attempts, _ = w.rdb.HGet(ctx, k.attempts, j.email).Int()
+	}
 	due := time.Now().Add(w.cfg.RetryBase << min(attempts, 10)).UnixMilli()
 	failure, _ := json.Marshal(Failure{Email: j.email, Code: o.code, Reason: o.reason, At: time.Now().UTC()})
 	err := recordScript.Run(ctx, w.rdb, []string{k.delivery, k.counts, k.jobs, k.attempts, k.retry, k.failures},
