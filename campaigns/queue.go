@@ -61,10 +61,11 @@ type Worker struct {
 	log       *slog.Logger
 	consumer  string
 
-	mu       sync.Mutex
-	mailings map[int64]*Mailing
-	groups   map[int64]bool
-	fails    map[int64]int // consecutive failures, for the automatic pause
+	mu        sync.Mutex
+	mailings  map[int64]*Mailing
+	groups    map[int64]bool
+	fails     map[int64]int // consecutive failures, for the automatic pause
+	lastClaim map[int64]time.Time
 }
 
 // NewWorker returns a worker that sends through t.
@@ -72,7 +73,7 @@ func NewWorker(store *Store, t Transport, layout *templates.Mail, cfg WorkerConf
 	host, _ := os.Hostname()
 	return &Worker{store: store, rdb: store.rdb, transport: t, layout: layout, limiter: redis_rate.NewLimiter(store.rdb), cfg: cfg, log: log,
 		consumer: fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano()),
-		mailings: map[int64]*Mailing{}, groups: map[int64]bool{}, fails: map[int64]int{}}
+		mailings: map[int64]*Mailing{}, groups: map[int64]bool{}, fails: map[int64]int{}, lastClaim: map[int64]time.Time{}}
 }
 
 type job struct {
@@ -174,14 +175,18 @@ func (w *Worker) work(ctx context.Context, c *Campaign, jobs chan<- job) (int, e
 	if err := moveDueScript.Run(ctx, w.rdb, []string{k.retry, k.jobs}, time.Now().UnixMilli()).Err(); err != nil {
 		return 0, err
 	}
-	msgs, _, err := w.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: k.jobs, Group: workerGroup, Consumer: w.consumer,
-		MinIdle: w.cfg.ClaimIdle, Start: "0", Count: int64(4 * w.cfg.Conns)}).Result()
-	if err != nil {
-		return 0, err
+	var msgs []redis.XMessage
+	if w.claimDue(c.ID) {
+		var err error
+		msgs, _, err = w.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: k.jobs, Group: workerGroup, Consumer: w.consumer,
+			MinIdle: w.cfg.ClaimIdle, Start: "0", Count: int64(readBatch)}).Result()
+		if err != nil {
+			return 0, err
+		}
 	}
 	if len(msgs) == 0 {
 		res, err := w.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: workerGroup, Consumer: w.consumer,
-			Streams: []string{k.jobs, ">"}, Count: int64(4 * w.cfg.Conns), Block: -1}).Result()
+			Streams: []string{k.jobs, ">"}, Count: int64(readBatch), Block: -1}).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return 0, err
 		}
@@ -234,6 +239,20 @@ func (w *Worker) prefetch(ctx context.Context, c *Campaign, msgs []redis.XMessag
 		out[i].prev, out[i].sub = prevs[i].Val(), subs[i].Val()
 	}
 	return out
+}
+
+// readBatch is how many jobs a worker reads at once.
+const readBatch = 200
+
+// claimDue reports whether it is time to look for jobs of dead workers in a campaign: a few times per ClaimIdle.
+func (w *Worker) claimDue(id int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if time.Since(w.lastClaim[id]) < w.cfg.ClaimIdle/4 {
+		return false
+	}
+	w.lastClaim[id] = time.Now()
+	return true
 }
 
 func (w *Worker) hasGroup(id int64) bool { w.mu.Lock(); defer w.mu.Unlock(); return w.groups[id] }

@@ -3,6 +3,7 @@ package campaigns
 import (
 	"bytes"
 	"fmt"
+	htmlescape "html"
 	htmltemplate "html/template"
 	"os"
 	"path/filepath"
@@ -57,14 +58,49 @@ func LoadContent(file, subject string) (Content, error) {
 	return c, nil
 }
 
-// Mailing is a campaign's content compiled for sending: per language, the whole HTML message as one
-// html/template (the Markdown converted once, its template actions kept) and the text part as one text/template,
-// so that a recipient's message costs two template executions, not a Markdown conversion.
+// Mailing is a campaign's content compiled for sending. Per language, the layout is rendered once around
+// placeholders, and the body (its Markdown converted once, template actions kept) is a template of its own: a
+// recipient's message costs one execution of the body's HTML and text templates and a few string joins.
 type Mailing struct {
-	layout  *templates.Mail
-	html    map[string]*htmltemplate.Template
-	text    map[string]*template.Template
+	html    map[string]*htmltemplate.Template // body, HTML
+	text    map[string]*template.Template     // body, text
 	subject map[string]*template.Template
+	frame   map[string][2]layoutFrame // language of the footer -> HTML and text frames
+}
+
+// layoutFrame is a layout rendered with placeholders, cut where the subject, the body and the unsubscribe link go.
+type layoutFrame struct {
+	parts []string // static text between the placeholders
+	slots []string // which placeholder follows each part but the last
+}
+
+const (
+	slotSubject = "CSRDESKSLOTSUBJECT"
+	slotBody    = "CSRDESKSLOTBODY"
+	slotUnsub   = "CSRDESKSLOTUNSUB"
+)
+
+var slotPattern = regexp.MustCompile(slotSubject + "|" + slotBody + "|" + slotUnsub)
+
+func newFrame(rendered string) layoutFrame {
+	var f layoutFrame
+	last := 0
+	for _, loc := range slotPattern.FindAllStringIndex(rendered, -1) {
+		f.parts = append(f.parts, rendered[last:loc[0]])
+		f.slots = append(f.slots, rendered[loc[0]:loc[1]])
+		last = loc[1]
+	}
+	f.parts = append(f.parts, rendered[last:])
+	return f
+}
+
+func (f layoutFrame) fill(b *strings.Builder, values map[string]string) {
+	for i, p := range f.parts {
+		b.WriteString(p)
+		if i < len(f.slots) {
+			b.WriteString(values[f.slots[i]])
+		}
+	}
 }
 
 // Rendered is one recipient's message.
@@ -100,7 +136,8 @@ func markdownKeepingActions(md goldmark.Markdown, src string) (string, error) {
 
 // Compile parses and tries every template of the content.
 func Compile(c Content, layout *templates.Mail) (*Mailing, error) {
-	m := &Mailing{layout: layout, html: map[string]*htmltemplate.Template{}, text: map[string]*template.Template{}, subject: map[string]*template.Template{}}
+	m := &Mailing{html: map[string]*htmltemplate.Template{}, text: map[string]*template.Template{}, subject: map[string]*template.Template{},
+		frame: map[string][2]layoutFrame{}}
 	if _, ok := c.Body[""]; !ok {
 		return nil, fmt.Errorf("campaign: %w: no body", ErrInvalid)
 	}
@@ -115,23 +152,35 @@ func Compile(c Content, layout *templates.Mail) (*Mailing, error) {
 		}
 		return name
 	}
+	// The layout around placeholders, once per footer language.
+	for _, lang := range templates.Langs {
+		data := map[string]any{"Lang": lang, "Subject": slotSubject, "UnsubscribeURL": slotUnsub, "Footer": layout.Footer(lang)}
+		var html, text bytes.Buffer
+		h := htmltemplate.Must(layout.HTML.Clone())
+		htmltemplate.Must(h.New("body").Parse(slotBody))
+		if err := h.Execute(&html, data); err != nil {
+			return nil, fmt.Errorf("mail layout: %w", err)
+		}
+		t := template.Must(layout.Text.Clone())
+		template.Must(t.New("body").Parse(slotBody))
+		if err := t.Execute(&text, data); err != nil {
+			return nil, fmt.Errorf("mail layout: %w", err)
+		}
+		m.frame[lang] = [2]layoutFrame{newFrame(html.String()), newFrame(text.String())}
+	}
 	md := goldmark.New()
 	for lang, src := range c.Body {
-		if _, err := template.New(where(lang)).Parse(src); err != nil {
-			return nil, fmt.Errorf("campaign: %w: %v", ErrInvalid, err) // reported with the file's own name
-		}
-		// The layout's clone is the template to execute; the body is defined inside it.
-		text := template.Must(layout.Text.Clone()).Option("missingkey=zero")
-		if _, err := text.New("body").Parse(src); err != nil {
-			return nil, fmt.Errorf("campaign: %w: %s: %v", ErrInvalid, where(lang), err)
+		text, err := template.New(where(lang)).Option("missingkey=zero").Parse(src)
+		if err != nil {
+			return nil, fmt.Errorf("campaign: %w: %v", ErrInvalid, err)
 		}
 		m.text[lang] = text
 		body, err := markdownKeepingActions(md, src)
 		if err != nil {
 			return nil, fmt.Errorf("campaign: %w: %s: %v", ErrInvalid, where(lang), err)
 		}
-		html := htmltemplate.Must(layout.HTML.Clone()).Option("missingkey=zero")
-		if _, err := html.New("body").Parse(body); err != nil {
+		html, err := htmltemplate.New(where(lang)).Option("missingkey=zero").Parse(body)
+		if err != nil {
 			return nil, fmt.Errorf("campaign: %w: %s: %v", ErrInvalid, where(lang), err)
 		}
 		m.html[lang] = html
@@ -156,9 +205,6 @@ func Compile(c Content, layout *templates.Mail) (*Mailing, error) {
 type mailData struct {
 	Subscriber     *Subscriber
 	UnsubscribeURL string
-	Lang           string
-	Subject        string
-	Footer         templates.Footer
 }
 
 // Render builds a subscriber's message in their language (the default body when there is no variant for it).
@@ -171,21 +217,25 @@ func (m *Mailing) Render(sub *Subscriber, unsubscribeURL string) (Rendered, erro
 	if !ok {
 		subj = m.subject[""]
 	}
-	footerLang := sub.Language
-	if footerLang == "" {
-		footerLang = "en"
+	frame, ok := m.frame[sub.Language]
+	if !ok {
+		frame = m.frame["en"]
 	}
-	data := mailData{Subscriber: sub, UnsubscribeURL: unsubscribeURL, Lang: footerLang, Footer: m.layout.Footer(footerLang)}
-	var subject, html, text bytes.Buffer
+	data := mailData{Subscriber: sub, UnsubscribeURL: unsubscribeURL}
+	var subject, htmlBody, textBody bytes.Buffer
 	if err := subj.Execute(&subject, data); err != nil {
 		return Rendered{}, err
 	}
-	data.Subject = strings.TrimSpace(subject.String())
-	if err := m.html[lang].Execute(&html, data); err != nil {
+	if err := m.html[lang].Execute(&htmlBody, data); err != nil {
 		return Rendered{}, err
 	}
-	if err := m.text[lang].Execute(&text, data); err != nil {
+	if err := m.text[lang].Execute(&textBody, data); err != nil {
 		return Rendered{}, err
 	}
-	return Rendered{Subject: data.Subject, HTML: html.String(), Text: text.String()}, nil
+	r := Rendered{Subject: strings.TrimSpace(subject.String())}
+	var html, text strings.Builder
+	frame[0].fill(&html, map[string]string{slotSubject: htmlescape.EscapeString(r.Subject), slotBody: htmlBody.String(), slotUnsub: htmlescape.EscapeString(unsubscribeURL)})
+	frame[1].fill(&text, map[string]string{slotSubject: r.Subject, slotBody: strings.TrimSpace(textBody.String()), slotUnsub: unsubscribeURL})
+	r.HTML, r.Text = html.String(), text.String()
+	return r, nil
 }
