@@ -64,11 +64,13 @@ test: redis-server chromium
 	go test -race -count=1 ./...
 
 # bench: knowledge base load-and-index time and memory, per-query latency (p50, p99) and throughput on one core;
-# web chat question-to-answer latency with 200 chats open at once; Telegram messages answered per second.
+# web chat question-to-answer latency with 200 chats open at once; Telegram messages answered per second;
+# campaign sending next to a bare go-mail loop, the queue next to raw XREADGROUP/XACK, worker and Redis memory.
 bench: redis-server
 	go test -run '^$$' -bench . -benchmem -cpu 1 ./faq/
 	go test -run '^$$' -bench WebChat -benchtime 2000x ./bot/web/
 	go test -run '^$$' -bench Telegram -benchtime 600x ./bot/telegram/
+	go test -run '^$$' -bench 'Send|Queue|WorkerMemory' -benchtime 1x -timeout 30m ./campaigns/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
