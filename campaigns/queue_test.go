@@ -252,3 +252,31 @@ func TestUnsubscribeToken(t *testing.T) {
 		t.Error("a token accepted under another secret")
 	}
 }
+
+func TestRepeatedHardBouncesMarkTheSubscriber(t *testing.T) {
+	ctx := context.Background()
+	sk := smtptest.New(t)
+	sk.PermFail("p00000@example.com")
+	s, _ := campaignFixture(t, 1)
+	layout := mustLayout(t)
+	for i := range 3 {
+		c, err := s.CreateCampaign(ctx, Campaign{Name: fmt.Sprint("c", i), Lists: []string{"all"}, From: "news@platform.example",
+			Content: Content{Subject: map[string]string{"": "s"}, Body: map[string]string{"": "b"}}},
+			func(c Content) error { _, err := Compile(c, layout); return err })
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Transition(ctx, c.ID, "start")
+		stop := run(t, testWorker(t, s, sk.Addr, DefaultWorkerConfig()))
+		waitState(t, s, c.ID, Finished)
+		stop()
+		sub, _ := s.Subscriber(ctx, "p00000@example.com")
+		want := Active
+		if i == 2 {
+			want = Bounced
+		}
+		if sub.Status != want {
+			t.Errorf("after %d hard bounces: %s, want %s", i+1, sub.Status, want)
+		}
+	}
+}
