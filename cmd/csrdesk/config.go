@@ -37,6 +37,7 @@ type config struct {
 	MailRate  int
 	MailFrom  string
 	ClaimIdle time.Duration // how long a dead worker's jobs wait before another takes them
+	APIToken  string
 }
 
 func parseConfig(getenv func(string) string) (config, error) {
@@ -154,6 +155,7 @@ func parseConfig(getenv func(string) string) (config, error) {
 	str("CSRDESK_OUTBOX_DIR", &c.OutboxDir)
 	str("CSRDESK_MAIL_FROM", &c.MailFrom)
 	duration("CSRDESK_MAIL_CLAIM_IDLE", &c.ClaimIdle)
+	str("CSRDESK_API_TOKEN", &c.APIToken)
 	integer("CSRDESK_MAX_MESSAGE", &c.Bot.MaxMessage, 1)
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Sprintf("CSRDESK_HTTP_ADDR=%q: want host:port", c.HTTPAddr))

@@ -142,7 +142,11 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	mailWorker := campaigns.NewWorker(campaigns.NewStore(rc), transport, layout, workerConfig(cfg), log)
+	store := campaigns.NewStore(rc)
+	mailWorker := campaigns.NewWorker(store, transport, layout, workerConfig(cfg), log)
+	if cfg.APIToken != "" {
+		(&campaigns.API{Store: store, Layout: layout, Transport: transport, Worker: workerConfig(cfg), Token: cfg.APIToken, Log: log}).Register(mux)
+	}
 	workerCtx, stopWorker := context.WithCancel(ctx)
 	workerDone := make(chan struct{})
 	go func() {

@@ -1,0 +1,203 @@
+package campaigns
+
+import (
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"csrdesk/templates"
+)
+
+// API serves the mailer's operations as JSON over HTTP, for scripts and other tools: the same as the CLI.
+// Every request needs "Authorization: Bearer <token>".
+type API struct {
+	Store     *Store
+	Layout    *templates.Mail
+	Transport Transport
+	Worker    WorkerConfig // the public URL and secret for previews and tests
+	Token     string
+	Log       *slog.Logger
+}
+
+// Register adds the API's routes under /api/ to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	h := func(pattern string, fn func(w http.ResponseWriter, r *http.Request) (any, int, error)) {
+		mux.HandleFunc(pattern, a.auth(fn))
+	}
+	h("GET /api/lists", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
+		l, err := a.Store.Lists(r.Context())
+		return l, http.StatusOK, err
+	})
+	h("POST /api/lists", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
+		var in struct{ Name string }
+		if err := decode(r, &in); err != nil {
+			return nil, 0, err
+		}
+		return map[string]string{"name": in.Name}, http.StatusCreated, a.Store.CreateList(r.Context(), in.Name)
+	})
+	h("POST /api/lists/{name}/subscribers", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
+		rep, err := a.Store.Import(r.Context(), http.MaxBytesReader(w, r.Body, 200<<20), r.PathValue("name"), nil)
+		return rep, http.StatusOK, err
+	})
+	mux.HandleFunc("GET /api/lists/{name}/subscribers", a.auth(func(w http.ResponseWriter, r *http.Request) (any, int, error) {
+		w.Header().Set("Content-Type", "text/csv; charset=utf-8")
+		if err := a.Store.Export(r.Context(), r.PathValue("name"), w); err != nil {
+			return nil, 0, err
+		}
+		return nil, 0, nil
+	}))
+	h("POST /api/campaigns", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
+		var in struct {
+			Name     string            `json:"name"`
+			Subject  string            `json:"subject"`
+			Body     string            `json:"body"`
+			Subjects map[string]string `json:"subjects"` // per language
+			Bodies   map[string]string `json:"bodies"`   // per language
+			Lists    []string          `json:"lists"`
+			From     string            `json:"from"`
+			SendAt   time.Time         `json:"send_at"`
+		}
+		if err := decode(r, &in); err != nil {
+			return nil, 0, err
+		}
+		c := Content{Subject: map[string]string{"": in.Subject}, Body: map[string]string{"": in.Body}}
+		for l, s := range in.Subjects {
+			c.Subject[l] = s
+		}
+		for l, b := range in.Bodies {
+			c.Body[l] = b
+		}
+		if strings.TrimSpace(in.Subject) == "" || strings.TrimSpace(in.Body) == "" {
+			return nil, 0, fmt.Errorf("%w: subject and body are required", ErrInvalid)
+		}
+		created, err := a.Store.CreateCampaign(r.Context(), Campaign{Name: in.Name, Lists: in.Lists, From: in.From, Content: c, SendAt: in.SendAt},
+			func(c Content) error { _, err := Compile(c, a.Layout); return err })
+		return created, http.StatusCreated, err
+	})
+	h("GET /api/campaigns/{id}", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
+		id, err := pathID(r)
+		if err != nil {
+			return nil, 0, err
+		}
+		c, err := a.Store.Campaign(r.Context(), id)
+		return c, http.StatusOK, err
+	})
+	h("GET /api/campaigns/{id}/status", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
+		id, err := pathID(r)
+		if err != nil {
+			return nil, 0, err
+		}
+		st, err := a.Store.CampaignStatus(r.Context(), id)
+		return st, http.StatusOK, err
+	})
+	h("GET /api/campaigns/{id}/failures", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
+		id, err := pathID(r)
+		if err != nil {
+			return nil, 0, err
+		}
+		f, err := a.Store.Failures(r.Context(), id)
+		if f == nil {
+			f = []Failure{}
+		}
+		return f, http.StatusOK, err
+	})
+	h("GET /api/campaigns/{id}/preview", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
+		id, err := pathID(r)
+		if err != nil {
+			return nil, 0, err
+		}
+		p, err := a.Store.Preview(r.Context(), id, r.URL.Query().Get("subscriber"), a.Layout, a.Worker)
+		return map[string]string{"subject": p.Subject, "html": p.HTML, "text": p.Text}, http.StatusOK, err
+	})
+	h("POST /api/campaigns/{id}/{op}", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
+		id, err := pathID(r)
+		if err != nil {
+			return nil, 0, err
+		}
+		ctx := r.Context()
+		switch op := r.PathValue("op"); op {
+		case "start", "pause", "resume", "cancel":
+			if _, err := a.Store.Transition(ctx, id, op); err != nil {
+				return nil, 0, err
+			}
+		case "resend-failed":
+			if _, err := a.Store.ResendFailed(ctx, id); err != nil {
+				return nil, 0, err
+			}
+		case "test":
+			var in struct{ To string }
+			if err := decode(r, &in); err != nil {
+				return nil, 0, err
+			}
+			if err := a.Store.SendTest(ctx, id, in.To, a.Layout, a.Transport, a.Worker); err != nil {
+				return nil, 0, err
+			}
+		default:
+			return nil, 0, fmt.Errorf("%w: unknown operation %q", ErrNotFound, op)
+		}
+		st, err := a.Store.CampaignStatus(ctx, id)
+		return st, http.StatusOK, err
+	})
+}
+
+func pathID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %q is not a campaign id", ErrInvalid, r.PathValue("id"))
+	}
+	return id, nil
+}
+
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 4<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: the body must be JSON: %v", ErrInvalid, err)
+	}
+	return nil
+}
+
+// auth checks the bearer token, runs fn, and writes its result or error as JSON.
+func (a *API) auth(fn func(w http.ResponseWriter, r *http.Request) (any, int, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if a.Token == "" || !ok || subtle.ConstantTimeCompare([]byte(tok), []byte(a.Token)) != 1 {
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "send Authorization: Bearer <CSRDESK_API_TOKEN>"})
+			return
+		}
+		v, status, err := fn(w, r)
+		if err != nil {
+			status = http.StatusInternalServerError
+			switch {
+			case errors.Is(err, ErrNotFound):
+				status = http.StatusNotFound
+			case errors.Is(err, ErrInvalid):
+				status = http.StatusBadRequest
+			case errors.Is(err, ErrExists), errors.Is(err, ErrState):
+				status = http.StatusConflict
+			default:
+				a.Log.Error("api", "path", r.URL.Path, "err", err)
+				err = errors.New("internal error")
+			}
+			writeJSON(w, status, map[string]string{"error": err.Error()})
+			return
+		}
+		if status != 0 {
+			writeJSON(w, status, v)
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	enc.Encode(v)
+}

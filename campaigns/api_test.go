@@ -1,0 +1,102 @@
+package campaigns
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"csrdesk/internal/smtptest"
+)
+
+func TestAPI(t *testing.T) {
+	sk := smtptest.New(t)
+	s := mustStore(t)
+	tr, _ := ParseSMTP("smtp://" + sk.Addr + "?tls=none")
+	api := &API{Store: s, Layout: mustLayout(t), Transport: tr, Worker: WorkerConfig{PublicURL: "https://p.example", Secret: []byte("k")},
+		Token: "tok", Log: slog.New(slog.DiscardHandler)}
+	mux := http.NewServeMux()
+	api.Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	call := func(method, path, body, token string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, _ := call("GET", "/api/lists", "", "wrong"); code != 401 {
+		t.Errorf("wrong token: %d", code)
+	}
+	if code, body := call("POST", "/api/lists", `{"name":"news"}`, "tok"); code != 201 {
+		t.Fatalf("create list: %d %s", code, body)
+	}
+	if code, _ := call("POST", "/api/lists", `{"name":"news"}`, "tok"); code != 409 {
+		t.Errorf("list twice: %d", code)
+	}
+	code, body := call("POST", "/api/lists/news/subscribers", "email,name,language\nana@example.es,Ana,es\nbad,,\n", "tok")
+	if code != 200 || !strings.Contains(body, `"Added":1`) || !strings.Contains(body, `line 3: \"bad\" is not an email address`) {
+		t.Errorf("import: %d %s", code, body)
+	}
+	if code, body := call("GET", "/api/lists/news/subscribers", "", "tok"); code != 200 || !strings.Contains(body, "ana@example.es,Ana,,,es,,active") {
+		t.Errorf("export: %d %s", code, body)
+	}
+	code, body = call("POST", "/api/campaigns", `{"name":"n","subject":"Hola","body":"Hola {{.Subscriber.Nmae}}","lists":["news"],"from":"n@p.example"}`, "tok")
+	if code != 400 || !strings.Contains(body, "Nmae") {
+		t.Errorf("campaign with a template mistake: %d %s", code, body)
+	}
+	code, body = call("POST", "/api/campaigns", `{"name":"n","subject":"News","body":"Hi {{.Subscriber.Name}}","bodies":{"es":"Hola {{.Subscriber.Name}}"},"lists":["news"],"from":"n@p.example"}`, "tok")
+	var c Campaign
+	if json.Unmarshal([]byte(body), &c); code != 201 || c.ID != 1 || c.State != Draft {
+		t.Fatalf("create campaign: %d %s", code, body)
+	}
+	if code, body := call("GET", "/api/campaigns/1/preview?subscriber=ana@example.es", "", "tok"); code != 200 || !strings.Contains(body, "Hola Ana") {
+		t.Errorf("preview: %d %s", code, body)
+	}
+	if code, body := call("POST", "/api/campaigns/1/test", `{"to":"me@p.example"}`, "tok"); code != 200 || sk.Got("me@p.example") != 1 {
+		t.Errorf("test: %d %s", code, body)
+	}
+	if code, body := call("POST", "/api/campaigns/1/start", "", "tok"); code != 200 || !strings.Contains(body, `"state":"running"`) {
+		t.Errorf("start: %d %s", code, body)
+	}
+	if code, _ := call("POST", "/api/campaigns/1/resume", "", "tok"); code != 409 {
+		t.Errorf("resume a running campaign: %d", code)
+	}
+	if code, _ := call("GET", "/api/campaigns/99/status", "", "tok"); code != 404 {
+		t.Errorf("missing campaign: %d", code)
+	}
+	if code, _ := call("POST", "/api/campaigns", `{"nope":1}`, "tok"); code != 400 {
+		t.Errorf("unknown field: %d", code)
+	}
+	stop := run(t, testWorker(t, s, sk.Addr, DefaultWorkerConfig()))
+	defer stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, body := call("GET", "/api/campaigns/1/status", "", "tok")
+		if strings.Contains(body, `"state":"finished"`) {
+			if !strings.Contains(body, `"total":1,"sent":1`) {
+				t.Errorf("status: %d %s", code, body)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not finished: %s", body)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if code, body := call("GET", "/api/campaigns/1/failures", "", "tok"); code != 200 || body != "[]\n" {
+		t.Errorf("failures: %d %q", code, body)
+	}
+}
