@@ -60,6 +60,7 @@ func (a *API) Register(mux *http.ServeMux) {
 			Subjects map[string]string `json:"subjects"` // per language
 			Bodies   map[string]string `json:"bodies"`   // per language
 			Lists    []string          `json:"lists"`
+			Segment  string            `json:"segment"`
 			From     string            `json:"from"`
 			SendAt   time.Time         `json:"send_at"`
 		}
@@ -76,7 +77,7 @@ func (a *API) Register(mux *http.ServeMux) {
 		if strings.TrimSpace(in.Subject) == "" || strings.TrimSpace(in.Body) == "" {
 			return nil, 0, fmt.Errorf("%w: subject and body are required", ErrInvalid)
 		}
-		created, err := a.Store.CreateCampaign(r.Context(), Campaign{Name: in.Name, Lists: in.Lists, From: in.From, Content: c, SendAt: in.SendAt},
+		created, err := a.Store.CreateCampaign(r.Context(), Campaign{Name: in.Name, Lists: in.Lists, Segment: in.Segment, From: in.From, Content: c, SendAt: in.SendAt},
 			func(c Content) error { _, err := Compile(c, a.Layout); return err })
 		return created, http.StatusCreated, err
 	})

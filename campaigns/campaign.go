@@ -30,6 +30,7 @@ type Campaign struct {
 	ID       int64     `json:"id"`
 	Name     string    `json:"name"`
 	Lists    []string  `json:"lists"`
+	Segment  string    `json:"segment,omitempty"` // an expression that narrows the recipients (see segment.go)
 	From     string    `json:"from"`
 	Content  Content   `json:"content"`
 	State    string    `json:"state"`
@@ -84,6 +85,9 @@ func (s *Store) CreateCampaign(ctx context.Context, c Campaign, check func(Conte
 		return nil, fmt.Errorf("campaign: %w: from: %v", ErrInvalid, err)
 	}
 	if err := check(c.Content); err != nil {
+		return nil, err
+	}
+	if _, err := compileSegment(c.Segment); err != nil {
 		return nil, err
 	}
 	id, err := s.rdb.Incr(ctx, seqKey).Result()

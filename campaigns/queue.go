@@ -31,17 +31,18 @@ import (
 
 // WorkerConfig tunes a worker.
 type WorkerConfig struct {
-	Rate        int           // messages per second over all workers; 0 for no limit
-	Conns       int           // messages sent at once (SMTP connections) by this worker
-	MaxAttempts int           // tries for a recipient refused with 4xx before it counts as failed
-	RetryBase   time.Duration // wait before the first retry, doubled for each next one
-	ClaimIdle   time.Duration // a job a worker has held this long without acknowledging is taken over
-	Ahead       int           // jobs the scheduler keeps queued ahead of the workers, per campaign
-	PauseAfter  int           // consecutive failures after which a campaign pauses itself
-	HardBounces int           // permanent failures after which a subscriber is marked bounced
-	PublicURL   string        // where unsubscribe links point
-	Secret      []byte        // signs unsubscribe links
-	Poll        time.Duration // how often an idle worker looks for work
+	Rate        int              // messages per second over all workers; 0 for no limit
+	Conns       int              // messages sent at once (SMTP connections) by this worker
+	MaxAttempts int              // tries for a recipient refused with 4xx before it counts as failed
+	RetryBase   time.Duration    // wait before the first retry, doubled for each next one
+	ClaimIdle   time.Duration    // a job a worker has held this long without acknowledging is taken over
+	Ahead       int              // jobs the scheduler keeps queued ahead of the workers, per campaign
+	PauseAfter  int              // consecutive failures after which a campaign pauses itself
+	HardBounces int              // permanent failures after which a subscriber is marked bounced
+	PublicURL   string           // where unsubscribe links point
+	Secret      []byte           // signs unsubscribe links
+	Poll        time.Duration    // how often an idle worker looks for work
+	DKIM        *mail.DKIMSigner // signs every message, List-Unsubscribe headers included; nil for no DKIM
 }
 
 // DefaultWorkerConfig returns the defaults.
@@ -325,7 +326,7 @@ func (w *Worker) schedule(ctx context.Context, c *Campaign) error {
 			if len(emails) < schedulePage {
 				next = "end"
 			}
-			active, err := w.activeOnly(ctx, emails)
+			active, err := w.recipients(ctx, c, emails)
 			if err != nil {
 				return err
 			}
@@ -345,22 +346,35 @@ func (w *Worker) schedule(ctx context.Context, c *Campaign) error {
 	}
 }
 
-// activeOnly keeps the addresses of active subscribers.
-func (w *Worker) activeOnly(ctx context.Context, emails []string) ([]string, error) {
+// recipients keeps the addresses of active subscribers that the campaign's segment selects.
+func (w *Worker) recipients(ctx context.Context, c *Campaign, emails []string) ([]string, error) {
 	if len(emails) == 0 {
 		return nil, nil
 	}
+	segment, err := compileSegment(c.Segment) // checked when the campaign was created
+	if err != nil {
+		return nil, err
+	}
 	pipe := w.rdb.Pipeline()
-	cmds := make([]*redis.StringCmd, len(emails))
+	cmds := make([]*redis.MapStringStringCmd, len(emails))
 	for i, e := range emails {
-		cmds[i] = pipe.HGet(ctx, subKey(e), "status")
+		cmds[i] = pipe.HGetAll(ctx, subKey(e))
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, err
 	}
 	var out []string
-	for i, c := range cmds {
-		if c.Val() == Active {
+	for i, cmd := range cmds {
+		v := cmd.Val()
+		if v["status"] != Active {
+			continue
+		}
+		ok, err := matches(segment, fromHash(v))
+		if err != nil {
+			w.log.Warn("segment", "campaign_id", c.ID, "err", err)
+			continue
+		}
+		if ok {
 			out = append(out, emails[i])
 		}
 	}
@@ -524,7 +538,11 @@ func (w *Worker) message(c *Campaign, sub *Subscriber) (*mail.Msg, error) {
 	if err != nil {
 		return nil, err
 	}
-	return buildMessage(c, sub, r, unsubURL, token)
+	m, err := buildMessage(c, sub, r, unsubURL, token)
+	if err == nil && w.cfg.DKIM != nil {
+		m.SetDKIM(w.cfg.DKIM)
+	}
+	return m, err
 }
 
 func buildMessage(c *Campaign, sub *Subscriber, r Rendered, unsubURL, token string) (*mail.Msg, error) {

@@ -1,7 +1,14 @@
 package campaigns
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -10,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/emersion/go-msgauth/dkim"
 
 	"csrdesk/internal/smtptest"
 	"csrdesk/templates"
@@ -278,5 +287,66 @@ func TestRepeatedHardBouncesMarkTheSubscriber(t *testing.T) {
 		if sub.Status != want {
 			t.Errorf("after %d hard bounces: %s, want %s", i+1, sub.Status, want)
 		}
+	}
+}
+
+func TestSegment(t *testing.T) {
+	ctx := context.Background()
+	sk := smtptest.New(t)
+	s, _ := campaignFixture(t, 50) // languages cycle en, de, it, fr, es
+	layout := mustLayout(t)
+	check := func(c Content) error { _, err := Compile(c, layout); return err }
+	content := Content{Subject: map[string]string{"": "s"}, Body: map[string]string{"": "b"}}
+	if _, err := s.CreateCampaign(ctx, Campaign{Name: "x", Lists: []string{"all"}, From: "n@p.example", Content: content, Segment: `Languge == "de"`}, check); !errors.Is(err, ErrInvalid) {
+		t.Errorf("a segment naming an unknown field: %v", err)
+	}
+	c, err := s.CreateCampaign(ctx, Campaign{Name: "de", Lists: []string{"all"}, From: "n@p.example", Content: content,
+		Segment: `Language in ["de", "it"] && Name != "Person 1"`}, check)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Transition(ctx, c.ID, "start")
+	run(t, testWorker(t, s, sk.Addr, DefaultWorkerConfig()))
+	st := waitState(t, s, c.ID, Finished)
+	if recipients, _, _ := sk.Counts(); st.Sent != 19 || recipients != 19 || sk.Got("p00001@example.com") != 0 || sk.Got("p00006@example.com") != 1 {
+		t.Errorf("segment: status %+v, %d recipients", st, recipients)
+	}
+}
+
+func TestDKIM(t *testing.T) {
+	ctx := context.Background()
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	keyFile := filepath.Join(t.TempDir(), "dkim.pem")
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}), 0o600)
+	signer, err := DKIM(keyFile, "platform.example", "mail2026")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, c := campaignFixture(t, 2)
+	s.Transition(ctx, c.ID, "start")
+	dir := t.TempDir()
+	cfg := DefaultWorkerConfig()
+	cfg.Conns, cfg.Poll, cfg.PublicURL, cfg.Secret, cfg.DKIM = 1, 20*time.Millisecond, "https://platform.example", []byte("s"), signer
+	run(t, NewWorker(s, &Folder{Dir: dir}, mustLayout(t), cfg, slog.New(slog.DiscardHandler)))
+	waitState(t, s, c.ID, Finished)
+	files, _ := filepath.Glob(filepath.Join(dir, fmt.Sprint(c.ID), "*.eml"))
+	data, _ := os.ReadFile(files[0])
+	// Verify the signature with an independent implementation, the public key served as the DNS record would.
+	pub := base64.StdEncoding.EncodeToString(x509.MarshalPKCS1PublicKey(&key.PublicKey))
+	verifications, err := dkim.VerifyWithOptions(bytes.NewReader(data), &dkim.VerifyOptions{LookupTXT: func(domain string) ([]string, error) {
+		if domain != "mail2026._domainkey.platform.example" {
+			return nil, fmt.Errorf("no record for %s", domain)
+		}
+		return []string{"v=DKIM1; k=rsa; p=" + pub}, nil
+	}})
+	if err != nil || len(verifications) != 1 || verifications[0].Err != nil {
+		t.Fatalf("DKIM verification: %v %+v", err, *verifications[0])
+	}
+	signed := strings.ToLower(strings.Join(verifications[0].HeaderKeys, ","))
+	if verifications[0].Domain != "platform.example" || !strings.Contains(signed, "list-unsubscribe-post") || !strings.Contains(signed, "list-unsubscribe,") {
+		t.Errorf("signature: domain %s, signed headers %s", verifications[0].Domain, signed)
+	}
+	if _, err := DKIM(filepath.Join(t.TempDir(), "missing.pem"), "d", "s"); err == nil {
+		t.Error("a missing key file was accepted")
 	}
 }

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,6 +25,11 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 // mailer builds what campaign commands and workers share: the layout and the transport.
 func mailer(cfg config) (*templates.Mail, campaigns.Transport, error) {
+	if cfg.DKIMKeyFile != "" {
+		if _, err := campaigns.DKIM(cfg.DKIMKeyFile, cfg.DKIMDomain, cfg.DKIMSelector); err != nil {
+			return nil, nil, err // checked here, so that a bad key stops the start, not each message
+		}
+	}
 	layout, err := templates.MailLayout()
 	if err != nil {
 		return nil, nil, err
@@ -42,6 +46,9 @@ func mailer(cfg config) (*templates.Mail, campaigns.Transport, error) {
 
 func workerConfig(cfg config) campaigns.WorkerConfig {
 	wc := campaigns.DefaultWorkerConfig()
+	if cfg.DKIMKeyFile != "" {
+		wc.DKIM, _ = campaigns.DKIM(cfg.DKIMKeyFile, cfg.DKIMDomain, cfg.DKIMSelector) // checked by mailer
+	}
 	wc.Rate, wc.PublicURL, wc.Secret = cfg.MailRate, cfg.PublicURL, []byte(cfg.Secret)
 	if cfg.ClaimIdle > 0 {
 		wc.ClaimIdle = cfg.ClaimIdle
@@ -135,7 +142,7 @@ func campaignCreate(ctx context.Context, cfg config, args []string, stdout io.Wr
 	body := fl.String("body-file", "", "the Markdown body; variants beside it: F.de.md, F.it.md, ...")
 	from := fl.String("from", cfg.MailFrom, "the sender address")
 	sendAt := fl.String("send-at", "", "when to send: 2026-12-01T09:00:00+01:00, or 2026-12-01 09:00 (UTC)")
-	segment := fl.String("segment", "", "only subscribers matching this expression")
+	segment := fl.String("segment", "", `only subscribers this expression selects, e.g. 'Country == "DE" && Language in ["de","en"]'`)
 	var lists stringList
 	fl.Var(&lists, "list", "a list to send to (repeat for more)")
 	if _, err := parseFlags(fl, args); err != nil {
@@ -143,9 +150,6 @@ func campaignCreate(ctx context.Context, cfg config, args []string, stdout io.Wr
 	}
 	if *name == "" || *subject == "" || *body == "" || len(lists) == 0 {
 		return usageError("campaign create: --name, --subject, --body-file and at least one --list are required")
-	}
-	if *segment != "" {
-		return errors.New("campaign create: --segment is not supported yet; send to a list made for the segment instead")
 	}
 	var at time.Time
 	if *sendAt != "" {
@@ -165,7 +169,7 @@ func campaignCreate(ctx context.Context, cfg config, args []string, stdout io.Wr
 		return err
 	}
 	return withStore(ctx, cfg, func(s *campaigns.Store) error {
-		c, err := s.CreateCampaign(ctx, campaigns.Campaign{Name: *name, Lists: lists, From: *from, Content: content, SendAt: at},
+		c, err := s.CreateCampaign(ctx, campaigns.Campaign{Name: *name, Lists: lists, Segment: *segment, From: *from, Content: content, SendAt: at},
 			func(c campaigns.Content) error { _, err := campaigns.Compile(c, layout); return err })
 		if err != nil {
 			return err

@@ -38,6 +38,8 @@ type config struct {
 	MailFrom  string
 	ClaimIdle time.Duration // how long a dead worker's jobs wait before another takes them
 	APIToken  string
+
+	DKIMKeyFile, DKIMDomain, DKIMSelector string
 }
 
 func parseConfig(getenv func(string) string) (config, error) {
@@ -156,6 +158,15 @@ func parseConfig(getenv func(string) string) (config, error) {
 	str("CSRDESK_MAIL_FROM", &c.MailFrom)
 	duration("CSRDESK_MAIL_CLAIM_IDLE", &c.ClaimIdle)
 	str("CSRDESK_API_TOKEN", &c.APIToken)
+	str("CSRDESK_DKIM_KEY_FILE", &c.DKIMKeyFile)
+	str("CSRDESK_DKIM_SELECTOR", &c.DKIMSelector)
+	str("CSRDESK_DKIM_DOMAIN", &c.DKIMDomain)
+	if c.DKIMKeyFile != "" && c.DKIMSelector == "" {
+		errs = append(errs, "CSRDESK_DKIM_KEY_FILE needs CSRDESK_DKIM_SELECTOR (the selector of the DNS record _domainkey)")
+	}
+	if c.DKIMDomain == "" {
+		c.DKIMDomain = c.MailFrom[strings.LastIndexByte(c.MailFrom, '@')+1:]
+	}
 	integer("CSRDESK_MAX_MESSAGE", &c.Bot.MaxMessage, 1)
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Sprintf("CSRDESK_HTTP_ADDR=%q: want host:port", c.HTTPAddr))
