@@ -350,3 +350,28 @@ func TestDKIM(t *testing.T) {
 		t.Error("a missing key file was accepted")
 	}
 }
+
+func TestScheduledCampaignStartsWhenDue(t *testing.T) {
+	ctx := context.Background()
+	sk := smtptest.New(t)
+	s := mustStore(t, "all")
+	s.Import(ctx, strings.NewReader("email\na@example.com\n"), "all", nil)
+	layout := mustLayout(t)
+	c, err := s.CreateCampaign(ctx, Campaign{Name: "later", Lists: []string{"all"}, From: "n@p.example", SendAt: time.Now().Add(400 * time.Millisecond),
+		Content: Content{Subject: map[string]string{"": "s"}, Body: map[string]string{"": "b"}}}, func(c Content) error { _, err := Compile(c, layout); return err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.Transition(ctx, c.ID, "start"); c.State != Scheduled {
+		t.Fatalf("a campaign with a send time ahead started as %s, want scheduled", c.State)
+	}
+	run(t, testWorker(t, s, sk.Addr, DefaultWorkerConfig()))
+	time.Sleep(200 * time.Millisecond)
+	if sk.Got("a@example.com") != 0 {
+		t.Error("sent before its time")
+	}
+	waitState(t, s, c.ID, Finished)
+	if sk.Got("a@example.com") != 1 {
+		t.Error("not sent when due")
+	}
+}
