@@ -180,14 +180,14 @@ func (w *Worker) work(ctx context.Context, c *Campaign, jobs chan<- job) (int, e
 	if w.claimDue(c.ID) {
 		var err error
 		msgs, _, err = w.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: k.jobs, Group: workerGroup, Consumer: w.consumer,
-			MinIdle: w.cfg.ClaimIdle, Start: "0", Count: int64(readBatch)}).Result()
+			MinIdle: w.cfg.ClaimIdle, Start: "0", Count: int64(w.batch())}).Result()
 		if err != nil {
 			return 0, err
 		}
 	}
 	if len(msgs) == 0 {
 		res, err := w.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: workerGroup, Consumer: w.consumer,
-			Streams: []string{k.jobs, ">"}, Count: int64(readBatch), Block: -1}).Result()
+			Streams: []string{k.jobs, ">"}, Count: int64(w.batch()), Block: -1}).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
 			return 0, err
 		}
@@ -244,6 +244,16 @@ func (w *Worker) prefetch(ctx context.Context, c *Campaign, msgs []redis.XMessag
 
 // readBatch is how many jobs a worker reads at once.
 const readBatch = 200
+
+// batch is how many jobs to read at once: readBatch, but at a low rate only as many as the worker sends in a
+// quarter of ClaimIdle, so that no job waits so long in this worker that another one takes it over and sends it
+// too.
+func (w *Worker) batch() int {
+	if w.cfg.Rate <= 0 {
+		return readBatch
+	}
+	return min(readBatch, max(w.cfg.Conns, w.cfg.Rate*int(w.cfg.ClaimIdle.Seconds())/4))
+}
 
 // claimDue reports whether it is time to look for jobs of dead workers in a campaign: a few times per ClaimIdle.
 func (w *Worker) claimDue(id int64) bool {
