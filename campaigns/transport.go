@@ -126,7 +126,7 @@ func (f *Folder) Send(_ context.Context, m *mail.Msg) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	to := strings.NewReplacer("/", "_", "\\", "_", "..", "_").Replace(strings.Join(m.GetToString(), ","))
+	to := strings.NewReplacer("/", "_", "\\", "_", "..", "_", "<", "", ">", "", " ", "").Replace(strings.Join(m.GetToString(), ","))
 	name := fmt.Sprintf("%s-%d-%s.eml", time.Now().UTC().Format("20060102T150405"), f.seq.Add(1), to)
 	return m.WriteToFile(filepath.Join(dir, name))
 }

@@ -96,7 +96,7 @@ func subscribersCommand(ctx context.Context, cfg config, args []string, stdout, 
 				for _, w := range rep.Warnings {
 					fmt.Fprintf(stdout, "%s:%s\n", pos[0], w[len("line "):])
 				}
-				fmt.Fprintf(stdout, "%s: %d added, %d updated, %d not imported (see above)\n", *list, rep.Added, rep.Updated, len(rep.Problems))
+				fmt.Fprintf(stdout, "%s: %d added, %d updated, %d not imported\n", *list, rep.Added, rep.Updated, len(rep.Problems))
 			}
 			if err != nil {
 				return err
