@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"csrdesk/internal/rdb"
 )
 
 // Sender delivers a reply on a platform that can be slow, throttle or be down (Telegram, Slack). An Outbox
@@ -83,12 +83,10 @@ type outMsg struct {
 
 // Run delivers queued replies until ctx is done.
 func (o *Outbox) Run(ctx context.Context) error {
-	err := o.rdb.XGroupCreateMkStream(ctx, o.key(), outboxGroup, "0").Err()
-	if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+	if err := rdb.EnsureGroup(ctx, o.rdb, o.key(), outboxGroup, "0"); err != nil {
 		return fmt.Errorf("outbox %s: %w", o.name, err)
 	}
-	host, _ := os.Hostname()
-	consumer := fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano())
+	consumer := rdb.Consumer()
 	shards := make([]chan outMsg, o.Shards)
 	done := make(chan struct{})
 	for i := range shards {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/wneessen/go-mail"
 
+	"csrdesk/internal/rdb"
 	"csrdesk/templates"
 )
 
@@ -71,9 +71,8 @@ type Worker struct {
 
 // NewWorker returns a worker that sends through t.
 func NewWorker(store *Store, t Transport, layout *templates.Mail, cfg WorkerConfig, log *slog.Logger) *Worker {
-	host, _ := os.Hostname()
 	return &Worker{store: store, rdb: store.rdb, transport: t, layout: layout, limiter: redis_rate.NewLimiter(store.rdb), cfg: cfg, log: log,
-		consumer: fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano()),
+		consumer: rdb.Consumer(),
 		mailings: map[int64]*Mailing{}, groups: map[int64]bool{}, fails: map[int64]int{}, lastClaim: map[int64]time.Time{}}
 }
 
@@ -164,8 +163,7 @@ func (w *Worker) round(ctx context.Context, jobs chan<- job) (bool, error) {
 func (w *Worker) work(ctx context.Context, c *Campaign, jobs chan<- job) (int, error) {
 	k := campaignKeys(c.ID)
 	if !w.hasGroup(c.ID) {
-		err := w.rdb.XGroupCreateMkStream(ctx, k.jobs, workerGroup, "0").Err()
-		if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+		if err := rdb.EnsureGroup(ctx, w.rdb, k.jobs, workerGroup, "0"); err != nil {
 			return 0, err
 		}
 		w.setGroup(c.ID)

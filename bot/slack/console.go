@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/slack-go/slack"
 
 	"csrdesk/bot"
+	"csrdesk/internal/rdb"
 )
 
 // The staff console follows the ticket event stream as a consumer group, so that with several csrdesk processes
@@ -25,13 +25,11 @@ func cardKey(ticket int64) string { return "csrdesk:slack:card:" + strconv.Forma
 func threadKey(ts string) string  { return "csrdesk:slack:thread:" + ts }
 
 func (s *Slack) console(ctx context.Context) {
-	err := s.rdb.XGroupCreateMkStream(ctx, bot.EventsStream, consoleGroup, "$").Err()
-	if err != nil && !strings.Contains(err.Error(), "BUSYGROUP") {
+	if err := rdb.EnsureGroup(ctx, s.rdb, bot.EventsStream, consoleGroup, "$"); err != nil {
 		s.log.Error("slack console: cannot follow ticket events", "err", err)
 		return
 	}
-	host, _ := os.Hostname()
-	consumer := fmt.Sprintf("%s-%d-%d", host, os.Getpid(), time.Now().UnixNano())
+	consumer := rdb.Consumer()
 	lastClaim := time.Time{}
 	for ctx.Err() == nil {
 		var msgs []redis.XMessage

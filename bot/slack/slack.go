@@ -76,9 +76,6 @@ func New(cfg Config, engine *bot.Engine, matcher func() *faq.Matcher, rdb redis.
 	return s, nil
 }
 
-// Outbox returns the queue of replies waiting for Slack.
-func (s *Slack) Outbox() *bot.Outbox { return s.outbox }
-
 // Run delivers replies, runs the staff console when there is a staff channel, and receives events over Socket
 // Mode when there is an app token, until ctx is done.
 func (s *Slack) Run(ctx context.Context) error {

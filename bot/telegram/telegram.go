@@ -81,9 +81,6 @@ func New(cfg Config, engine *bot.Engine, rdb redis.UniversalClient, log *slog.Lo
 	return b, nil
 }
 
-// Outbox returns the queue of replies waiting for Telegram.
-func (b *Bot) Outbox() *bot.Outbox { return b.outbox }
-
 // Run delivers replies and, unless a webhook is configured, polls for updates, until ctx is done.
 func (b *Bot) Run(ctx context.Context) error {
 	go b.outbox.Run(ctx)
