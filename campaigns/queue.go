@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/expr-lang/expr/vm"
 	"github.com/go-redis/redis_rate/v10"
 	"github.com/redis/go-redis/v9"
 	"github.com/wneessen/go-mail"
@@ -64,6 +65,7 @@ type Worker struct {
 
 	mu        sync.Mutex
 	mailings  map[int64]*Mailing
+	segments  map[int64]*vm.Program
 	groups    map[int64]bool
 	fails     map[int64]int // consecutive failures, for the automatic pause
 	lastClaim map[int64]time.Time
@@ -73,7 +75,7 @@ type Worker struct {
 func NewWorker(store *Store, t Transport, layout *templates.Mail, cfg WorkerConfig, log *slog.Logger) *Worker {
 	return &Worker{store: store, rdb: store.rdb, transport: t, layout: layout, limiter: redis_rate.NewLimiter(store.rdb), cfg: cfg, log: log,
 		consumer: rdb.Consumer(),
-		mailings: map[int64]*Mailing{}, groups: map[int64]bool{}, fails: map[int64]int{}, lastClaim: map[int64]time.Time{}}
+		mailings: map[int64]*Mailing{}, segments: map[int64]*vm.Program{}, groups: map[int64]bool{}, fails: map[int64]int{}, lastClaim: map[int64]time.Time{}}
 }
 
 type job struct {
@@ -359,7 +361,7 @@ func (w *Worker) recipients(ctx context.Context, c *Campaign, emails []string) (
 	if len(emails) == 0 {
 		return nil, nil
 	}
-	segment, err := compileSegment(c.Segment) // checked when the campaign was created
+	segment, err := w.segment(c)
 	if err != nil {
 		return nil, err
 	}
@@ -517,6 +519,21 @@ func (w *Worker) wait(ctx context.Context) error {
 		}
 		time.Sleep(res.RetryAfter)
 	}
+}
+
+// segment returns the campaign's compiled segment (nil for everybody), compiled once per worker.
+func (w *Worker) segment(c *Campaign) (*vm.Program, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if p, ok := w.segments[c.ID]; ok {
+		return p, nil
+	}
+	p, err := compileSegment(c.Segment) // checked when the campaign was created
+	if err != nil {
+		return nil, err
+	}
+	w.segments[c.ID] = p
+	return p, nil
 }
 
 // mailing returns the campaign's compiled content, compiled once per worker.

@@ -23,37 +23,39 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-// mailer builds what campaign commands and workers share: the layout and the transport.
-func mailer(cfg config) (*templates.Mail, campaigns.Transport, error) {
-	if cfg.DKIMKeyFile != "" {
-		if _, err := campaigns.DKIM(cfg.DKIMKeyFile, cfg.DKIMDomain, cfg.DKIMSelector); err != nil {
-			return nil, nil, err // checked here, so that a bad key stops the start, not each message
-		}
-	}
-	layout, err := templates.MailLayout()
-	if err != nil {
-		return nil, nil, err
-	}
-	if cfg.SMTPURL == "" {
-		return layout, &campaigns.Folder{Dir: cfg.OutboxDir}, nil
-	}
-	t, err := campaigns.ParseSMTP(cfg.SMTPURL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("CSRDESK_SMTP_URL: %w", err)
-	}
-	return layout, t, nil
+// mail is what campaign commands and workers share, built once from the configuration.
+type mail struct {
+	layout    *templates.Mail
+	transport campaigns.Transport
+	worker    campaigns.WorkerConfig
 }
 
-func workerConfig(cfg config) campaigns.WorkerConfig {
-	wc := campaigns.DefaultWorkerConfig()
-	if cfg.DKIMKeyFile != "" {
-		wc.DKIM, _ = campaigns.DKIM(cfg.DKIMKeyFile, cfg.DKIMDomain, cfg.DKIMSelector) // checked by mailer
-	}
-	wc.Rate, wc.PublicURL, wc.Secret = cfg.MailRate, cfg.PublicURL, []byte(cfg.Secret)
+// mailer reads the layout, the transport (SMTP, or .eml files without CSRDESK_SMTP_URL) and the DKIM key, so
+// that a bad key or URL stops the start, not each message.
+func mailer(cfg config) (mail, error) {
+	var m mail
+	var err error
+	m.worker = campaigns.DefaultWorkerConfig()
+	m.worker.Rate, m.worker.PublicURL, m.worker.Secret = cfg.MailRate, cfg.PublicURL, []byte(cfg.Secret)
 	if cfg.ClaimIdle > 0 {
-		wc.ClaimIdle = cfg.ClaimIdle
+		m.worker.ClaimIdle = cfg.ClaimIdle
 	}
-	return wc
+	if cfg.DKIMKeyFile != "" {
+		if m.worker.DKIM, err = campaigns.DKIM(cfg.DKIMKeyFile, cfg.DKIMDomain, cfg.DKIMSelector); err != nil {
+			return m, err
+		}
+	}
+	if m.layout, err = templates.MailLayout(); err != nil {
+		return m, err
+	}
+	if cfg.SMTPURL == "" {
+		m.transport = &campaigns.Folder{Dir: cfg.OutboxDir}
+		return m, nil
+	}
+	if m.transport, err = campaigns.ParseSMTP(cfg.SMTPURL); err != nil {
+		return m, fmt.Errorf("CSRDESK_SMTP_URL: %w", err)
+	}
+	return m, nil
 }
 
 func campaignCommand(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
@@ -110,12 +112,12 @@ func campaignCommand(ctx context.Context, cfg config, args []string, stdout, std
 			fmt.Fprintf(stdout, "campaign %d: %d failed recipients queued again\n", id, n)
 			return nil
 		case "preview", "test":
-			layout, transport, err := mailer(cfg)
+			m, err := mailer(cfg)
 			if err != nil {
 				return err
 			}
 			if op == "preview" {
-				r, err := s.Preview(ctx, id, *subscriber, layout, workerConfig(cfg))
+				r, err := s.Preview(ctx, id, *subscriber, m.layout, m.worker)
 				if err != nil {
 					return err
 				}
@@ -125,7 +127,7 @@ func campaignCommand(ctx context.Context, cfg config, args []string, stdout, std
 			if *to == "" {
 				return usageError("campaign test: --to ADDRESS is required")
 			}
-			if err := s.SendTest(ctx, id, *to, layout, transport, workerConfig(cfg)); err != nil {
+			if err := s.SendTest(ctx, id, *to, m.layout, m.transport, m.worker); err != nil {
 				return err
 			}
 			fmt.Fprintf(stdout, "test of campaign %d sent to %s\n", id, *to)

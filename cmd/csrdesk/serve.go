@@ -138,14 +138,14 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 		}
 	}()
 	go remind(ctx, engine, log)
-	layout, transport, err := mailer(cfg)
+	m, err := mailer(cfg)
 	if err != nil {
 		return err
 	}
 	store := campaigns.NewStore(rc)
-	mailWorker := campaigns.NewWorker(store, transport, layout, workerConfig(cfg), log)
+	mailWorker := campaigns.NewWorker(store, m.transport, m.layout, m.worker, log)
 	if cfg.APIToken != "" {
-		(&campaigns.API{Store: store, Layout: layout, Transport: transport, Worker: workerConfig(cfg), Token: cfg.APIToken, Log: log}).Register(mux)
+		(&campaigns.API{Store: store, Layout: m.layout, Transport: m.transport, Worker: m.worker, Token: cfg.APIToken, Log: log}).Register(mux)
 	}
 	workerCtx, stopWorker := context.WithCancel(ctx)
 	workerDone := make(chan struct{})

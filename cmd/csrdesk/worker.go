@@ -19,11 +19,11 @@ func worker(ctx context.Context, cfg config, args []string, stderr io.Writer) er
 		return err
 	}
 	defer rc.Close()
-	layout, transport, err := mailer(cfg)
+	m, err := mailer(cfg)
 	if err != nil {
 		return err
 	}
-	w := campaigns.NewWorker(campaigns.NewStore(rc), transport, layout, workerConfig(cfg), log)
+	w := campaigns.NewWorker(campaigns.NewStore(rc), m.transport, m.layout, m.worker, log)
 	log.Info("worker delivering campaigns", "smtp", cfg.SMTPURL != "", "outbox_dir", cfg.OutboxDir, "rate", cfg.MailRate)
 	return w.Run(ctx)
 }
