@@ -86,7 +86,9 @@ func BenchmarkSend(b *testing.B) {
 		cfg.Conns, cfg.Poll = benchConns, 5*time.Millisecond
 		tr, _ := ParseSMTP("smtp://" + sink.Addr + "?tls=none")
 		w := NewWorker(s, tr, mustLayout(b), cfg, slog.New(slog.DiscardHandler))
+		cpu0 := redisCPU(b, s.rdb)
 		campaign := runUntilFinished(b, s, w, c.ID)
+		redisPerMsg := (redisCPU(b, s.rdb) - cpu0) / n
 
 		// The bare loop: the same messages, rendered beforehand, over the same number of connections.
 		sub, _ := s.Subscriber(context.Background(), "r000001@example.com")
@@ -120,6 +122,7 @@ func BenchmarkSend(b *testing.B) {
 		b.ReportMetric(n/campaign.Seconds(), "campaign-msgs/s")
 		b.ReportMetric(n/bare.Seconds(), "bare-gomail-msgs/s")
 		b.ReportMetric(100*bare.Seconds()/campaign.Seconds(), "campaign-%-of-bare")
+		b.ReportMetric(redisPerMsg*1e6, "redis-cpu-µs/msg")
 	}
 }
 
@@ -231,4 +234,22 @@ func usedMemory(b *testing.B, rc *redis.Client) int64 {
 	}
 	b.Fatal("no used_memory in INFO")
 	return 0
+}
+
+// redisCPU is the CPU time the Redis server has used, in seconds.
+func redisCPU(b *testing.B, rc redis.UniversalClient) float64 {
+	info, err := rc.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var t float64
+	for _, line := range strings.Split(info, "\r\n") {
+		for _, k := range []string{"used_cpu_sys:", "used_cpu_user:"} {
+			if v, ok := strings.CutPrefix(line, k); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				t += f
+			}
+		}
+	}
+	return t
 }

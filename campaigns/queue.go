@@ -26,9 +26,13 @@ import (
 // group "workers". A scheduler (whichever worker holds the campaign's lock) pages through the lists' members and
 // adds jobs; it records how far it got in the same script that adds them, so a crash neither skips nor doubles a
 // recipient. A worker checks the recipient's delivery record, takes a token from the rate limiter all workers
-// share, sends, then records the outcome and acknowledges the job in one script. A 4xx goes to a delayed set and
-// comes back later; a 5xx is final. Jobs held by a worker that died are claimed by another after a while. The
-// only duplicate possible is a message the server accepted just before its worker died, before the record.
+// share, sends, then records the outcome and acknowledges the job. A 4xx goes to a delayed set and comes back later; a
+// 5xx is final. Jobs held by a worker that died are claimed by another after a while.
+//
+// Outcomes are committed in groups: one recorder per worker gathers what its connections report while its
+// previous commit is on the wire and writes them in one script per campaign. A connection sends its next message
+// while its last outcome is being committed, but no further, so the only duplicates possible are the messages
+// the server accepted, not yet recorded, when their worker died: at most two per connection.
 
 // WorkerConfig tunes a worker.
 type WorkerConfig struct {
@@ -91,24 +95,43 @@ type job struct {
 // Run works until ctx is done, then finishes the jobs it has taken.
 func (w *Worker) Run(ctx context.Context) error {
 	jobs := make(chan job, w.cfg.Conns)
+	outcomes := make(chan result, w.cfg.Conns)
+	recorded := make(chan struct{})
+	go func() { w.recorder(context.WithoutCancel(ctx), outcomes); close(recorded) }()
 	var wg sync.WaitGroup
 	for range w.cfg.Conns {
 		conn, err := w.transport.Open()
 		if err != nil {
+			close(outcomes)
 			return fmt.Errorf("worker: %w", err)
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer conn.Close()
+			var last chan struct{} // the previous outcome's commit
 			for j := range jobs {
-				w.process(context.WithoutCancel(ctx), conn, j)
+				r := w.process(context.WithoutCancel(ctx), conn, j)
+				if r.kind == "" {
+					continue // nothing to record: the job stays pending and is claimed again
+				}
+				if last != nil {
+					<-last
+				}
+				r.done = make(chan struct{})
+				outcomes <- r
+				last = r.done
+			}
+			if last != nil {
+				<-last
 			}
 		}()
 	}
 	defer func() {
 		close(jobs)
 		wg.Wait()
+		close(outcomes)
+		<-recorded
 	}()
 	for ctx.Err() == nil {
 		busy, err := w.round(ctx, jobs)
@@ -196,12 +219,24 @@ func (w *Worker) work(ctx context.Context, c *Campaign, jobs chan<- job) (int, e
 		}
 	}
 	batch := w.prefetch(ctx, c, msgs)
-	for _, j := range batch {
-		select {
-		case jobs <- j:
-		case <-ctx.Done():
-			return len(msgs), nil // unsent jobs stay pending and are claimed later
+	checked := time.Now()
+	for i, j := range batch {
+		stop := ctx.Err() != nil
+		if !stop && time.Since(checked) > stateCheck {
+			state, err := w.rdb.HGet(ctx, k.meta, "state").Result()
+			stop, checked = err == nil && state != Running, time.Now()
 		}
+		if !stop {
+			select {
+			case jobs <- j:
+				continue
+			case <-ctx.Done():
+			}
+		}
+		// Paused, cancelled or shutting down: the jobs not started go back to the queue at once, rather than
+		// waiting, pending, for another worker to claim them.
+		w.release(context.WithoutCancel(ctx), c.ID, batch[i:])
+		return len(msgs), nil
 	}
 	if len(msgs) == 0 {
 		done, err := finishScript.Run(ctx, w.rdb, []string{k.meta, k.cursor, k.jobs, k.retry}, time.Now().UTC().Format(time.RFC3339Nano)).Int()
@@ -218,28 +253,54 @@ func (w *Worker) work(ctx context.Context, c *Campaign, jobs chan<- job) (int, e
 
 // prefetch reads the delivery records and subscribers of a batch of jobs in one round trip.
 func (w *Worker) prefetch(ctx context.Context, c *Campaign, msgs []redis.XMessage) []job {
-	k := campaignKeys(c.ID)
+	if len(msgs) == 0 {
+		return nil
+	}
 	pipe := w.rdb.Pipeline()
-	prevs := make([]*redis.StringCmd, len(msgs))
-	subs := make([]*redis.MapStringStringCmd, len(msgs))
 	out := make([]job, len(msgs))
+	emails := make([]string, len(msgs))
+	subs := make([]*redis.MapStringStringCmd, len(msgs))
 	for i, m := range msgs {
 		email, _ := m.Values["e"].(string)
 		out[i] = job{c: c, id: m.ID, email: email}
-		prevs[i] = pipe.HGet(ctx, k.delivery, email)
+		emails[i] = email
 		subs[i] = pipe.HGetAll(ctx, subKey(email))
 	}
-	_, err := pipe.Exec(ctx)
-	if err != nil && !errors.Is(err, redis.Nil) {
+	prevs := pipe.HMGet(ctx, campaignKeys(c.ID).delivery, emails...)
+	if _, err := pipe.Exec(ctx); err != nil {
 		for i := range out {
 			out[i].err = err
 		}
 		return out
 	}
 	for i := range out {
-		out[i].prev, out[i].sub = prevs[i].Val(), subs[i].Val()
+		out[i].prev, _ = prevs.Val()[i].(string)
+		out[i].sub = subs[i].Val()
 	}
 	return out
+}
+
+// stateCheck is how often a worker handing out a batch looks whether its campaign is still running.
+const stateCheck = 100 * time.Millisecond
+
+// releaseScript puts jobs a worker has read but not started back at the end of the queue.
+var releaseScript = redis.NewScript(`
+for i = 2, #ARGV, 2 do
+  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+    redis.call('XDEL', KEYS[1], ARGV[i])
+    redis.call('XADD', KEYS[1], '*', 'e', ARGV[i+1])
+  end
+end
+return 0`)
+
+func (w *Worker) release(ctx context.Context, id int64, jobs []job) {
+	args := []any{workerGroup}
+	for _, j := range jobs {
+		args = append(args, j.id, j.email)
+	}
+	if err := releaseScript.Run(ctx, w.rdb, []string{campaignKeys(id).jobs}, args...).Err(); err != nil {
+		w.log.Warn("worker: give back jobs", "campaign_id", id, "jobs", len(jobs), "err", err) // claimed later
+	}
 }
 
 // readBatch is how many jobs a worker reads at once.
@@ -391,64 +452,92 @@ func (w *Worker) recipients(ctx context.Context, c *Campaign, emails []string) (
 	return out, nil
 }
 
-// recordScript records a recipient's outcome and acknowledges the job, atomically. It returns 0 when the
-// recipient already had a final outcome (the job was a duplicate), 1 for a final outcome, 2 for a retry.
+// recordScript records a group of outcomes of one campaign and acknowledges their jobs, atomically. ARGV:
+// the group, the most attempts, now and the first retry's wait (ms), then per outcome: address, kind (sent, fail
+// or temp), stream entry, failure JSON. An outcome for a recipient that already has a final one (a duplicate job)
+// is only acknowledged; a temp outcome below the most attempts goes to the retry set with a doubling wait.
 var recordScript = redis.NewScript(`
-local prev = redis.call('HGET', KEYS[1], ARGV[1])
-local function ack()
-  redis.call('XACK', KEYS[3], ARGV[4], ARGV[3])
-  redis.call('XDEL', KEYS[3], ARGV[3])
+local maxAttempts, now, base = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local emails, ids = {}, {}
+for i = 5, #ARGV, 4 do
+  emails[#emails+1] = ARGV[i]
+  ids[#ids+1] = ARGV[i+2]
 end
-if prev == 'sent' or prev == 'failed' then ack() return 0 end
-local kind = ARGV[2]
-if kind == 'temp' then
-  local n = redis.call('HINCRBY', KEYS[4], ARGV[1], 1)
-  if n < tonumber(ARGV[6]) then
-    redis.call('HSET', KEYS[1], ARGV[1], 'retry')
-    redis.call('ZADD', KEYS[5], ARGV[5], ARGV[1])
-    if prev ~= 'retry' then redis.call('HINCRBY', KEYS[2], 'retrying', 1) end
-    ack()
-    return 2
+local prevs = redis.call('HMGET', KEYS[1], unpack(emails))
+local state = {} -- what is recorded for an address so far, should it come twice in a group
+for n, email in ipairs(emails) do
+  if state[email] == nil then state[email] = prevs[n] end
+end
+local sent, sentCount, retryDone = {}, 0, 0
+for n, email in ipairs(emails) do
+  local i = 5 + (n - 1) * 4
+  local prev, kind = state[email], ARGV[i+1]
+  if prev ~= 'sent' and prev ~= 'failed' then
+    if kind == 'temp' then
+      local tries = redis.call('HINCRBY', KEYS[4], email, 1)
+      if tries < maxAttempts then
+        redis.call('HSET', KEYS[1], email, 'retry')
+        redis.call('ZADD', KEYS[5], now + base * 2 ^ math.min(tries - 1, 10), email)
+        if prev ~= 'retry' then redis.call('HINCRBY', KEYS[2], 'retrying', 1) end
+      else
+        kind = 'fail'
+      end
+    end
+    if kind ~= 'temp' and prev == 'retry' then retryDone = retryDone + 1 end
+    if kind == 'temp' then
+      state[email] = 'retry'
+    elseif kind == 'sent' then
+      sent[#sent+1] = email
+      sent[#sent+1] = 'sent'
+      sentCount = sentCount + 1
+      state[email] = 'sent'
+    else
+      redis.call('HSET', KEYS[1], email, 'failed')
+      redis.call('HINCRBY', KEYS[2], 'failed', 1)
+      redis.call('HSET', KEYS[6], email, ARGV[i+3])
+      state[email] = 'failed'
+    end
   end
-  kind = 'fail'
 end
-if prev == 'retry' then redis.call('HINCRBY', KEYS[2], 'retrying', -1) end
-if kind == 'sent' then
-  redis.call('HSET', KEYS[1], ARGV[1], 'sent')
-  redis.call('HINCRBY', KEYS[2], 'sent', 1)
-else
-  redis.call('HSET', KEYS[1], ARGV[1], 'failed')
-  redis.call('HINCRBY', KEYS[2], 'failed', 1)
-  redis.call('HSET', KEYS[6], ARGV[1], ARGV[7])
+if sentCount > 0 then
+  redis.call('HSET', KEYS[1], unpack(sent))
+  redis.call('HINCRBY', KEYS[2], 'sent', sentCount)
 end
-ack()
-return 1`)
+if retryDone > 0 then redis.call('HINCRBY', KEYS[2], 'retrying', -retryDone) end
+redis.call('XACK', KEYS[3], ARGV[1], unpack(ids))
+redis.call('XDEL', KEYS[3], unpack(ids))
+return #ids`)
 
-func (w *Worker) process(ctx context.Context, conn Conn, j job) {
+// result is what a connection reports about one job, for the recorder.
+type result struct {
+	j    job
+	kind string // sent, fail, temp; empty for nothing to record
+	o    outcome
+	done chan struct{} // closed once committed (or given up: the job then stays pending)
+}
+
+// process sends one job's message, or decides it needs none, and returns what to record.
+func (w *Worker) process(ctx context.Context, conn Conn, j job) result {
 	if j.err != nil {
 		w.log.Warn("worker: read delivery record", "campaign_id", j.c.ID, "err", j.err)
-		return // the job stays pending and is claimed again
+		return result{}
 	}
 	if j.prev == "sent" || j.prev == "failed" {
-		w.record(ctx, j, "sent", outcome{}) // a duplicate job: only acknowledged
-		return
+		return result{j: j, kind: "sent"} // a duplicate job: only acknowledged
 	}
 	if len(j.sub) == 0 {
-		w.record(ctx, j, "fail", outcome{reason: "the subscriber was deleted"})
-		return
+		return result{j: j, kind: "fail", o: outcome{reason: "the subscriber was deleted"}}
 	}
 	sub := fromHash(j.sub)
 	if sub.Status != Active {
-		w.record(ctx, j, "fail", outcome{reason: "the subscriber is " + sub.Status})
-		return
+		return result{j: j, kind: "fail", o: outcome{reason: "the subscriber is " + sub.Status}}
 	}
 	m, err := w.message(j.c, sub)
 	if err != nil {
-		w.record(ctx, j, "fail", outcome{reason: "cannot render: " + oneLine(err.Error())})
-		return
+		return result{j: j, kind: "fail", o: outcome{reason: "cannot render: " + oneLine(err.Error())}}
 	}
 	if err := w.wait(ctx); err != nil {
-		return
+		return result{}
 	}
 	if err := conn.Send(ctx, m); err != nil {
 		o := classify(err)
@@ -456,31 +545,69 @@ func (w *Worker) process(ctx context.Context, conn Conn, j job) {
 		if o.temp {
 			kind = "temp"
 		}
-		w.record(ctx, j, kind, o)
 		w.failed(ctx, j.c, o)
 		if kind == "fail" && o.code >= 500 {
 			w.hardBounce(ctx, j.email)
 		}
-		return
+		return result{j: j, kind: kind, o: o}
 	}
-	w.record(ctx, j, "sent", outcome{})
 	w.mu.Lock()
 	w.fails[j.c.ID] = 0
 	w.mu.Unlock()
+	return result{j: j, kind: "sent"}
 }
 
-func (w *Worker) record(ctx context.Context, j job, kind string, o outcome) {
-	k := campaignKeys(j.c.ID)
-	attempts := 0
-	if kind == "temp" {
-		attempts, _ = w.rdb.HGet(ctx, k.attempts, j.email).Int()
+// recorder commits outcomes until in is closed. It gathers a group for up to recordLinger after the first
+// outcome, or until every connection has reported, and writes it in one script per campaign: fewer, larger
+// commits cost Redis and this process much less than one per message, and a connection has its next message to
+// send in the meantime.
+func (w *Worker) recorder(ctx context.Context, in <-chan result) {
+	var group []result
+	for r := range in {
+		group = append(group[:0], r)
+		linger := time.NewTimer(recordLinger)
+	more:
+		for len(group) < w.cfg.Conns {
+			select {
+			case r, ok := <-in:
+				if !ok {
+					break more
+				}
+				group = append(group, r)
+			case <-linger.C:
+				break more
+			}
+		}
+		linger.Stop()
+		w.commit(ctx, group)
+		for _, r := range group {
+			close(r.done)
+		}
 	}
-	due := time.Now().Add(w.cfg.RetryBase << min(attempts, 10)).UnixMilli()
-	failure, _ := json.Marshal(Failure{Email: j.email, Code: o.code, Reason: o.reason, At: time.Now().UTC()})
-	err := recordScript.Run(ctx, w.rdb, []string{k.delivery, k.counts, k.jobs, k.attempts, k.retry, k.failures},
-		j.email, kind, j.id, workerGroup, due, w.cfg.MaxAttempts, failure).Err()
-	if err != nil {
-		w.log.Error("worker: record outcome", "campaign_id", j.c.ID, "err", err) // the job stays pending
+}
+
+const recordLinger = time.Millisecond
+
+func (w *Worker) commit(ctx context.Context, group []result) {
+	byCampaign := map[int64][]any{}
+	now := time.Now()
+	for _, r := range group {
+		id := r.j.c.ID
+		if byCampaign[id] == nil {
+			byCampaign[id] = []any{workerGroup, w.cfg.MaxAttempts, now.UnixMilli(), w.cfg.RetryBase.Milliseconds()}
+		}
+		var failure []byte
+		if r.kind != "sent" {
+			failure, _ = json.Marshal(Failure{Email: r.j.email, Code: r.o.code, Reason: r.o.reason, At: now.UTC()})
+		}
+		byCampaign[id] = append(byCampaign[id], r.j.email, r.kind, r.j.id, failure)
+	}
+	for id, args := range byCampaign {
+		k := campaignKeys(id)
+		err := recordScript.Run(ctx, w.rdb, []string{k.delivery, k.counts, k.jobs, k.attempts, k.retry, k.failures}, args...).Err()
+		if err != nil {
+			w.log.Error("worker: record outcomes", "campaign_id", id, "outcomes", (len(args)-4)/4, "err", err) // the jobs stay pending
+		}
 	}
 }
 

@@ -375,3 +375,40 @@ func TestScheduledCampaignStartsWhenDue(t *testing.T) {
 		t.Error("not sent when due")
 	}
 }
+
+// A worker that stops (shutdown, or the campaign paused) gives the jobs it has read but not started back to the
+// queue, so that nothing waits pending for ClaimIdle before another worker can send it.
+func TestStoppedWorkerGivesBackItsJobs(t *testing.T) {
+	ctx := context.Background()
+	sk := smtptest.New(t)
+	s, c := campaignFixture(t, 300)
+	s.Transition(ctx, c.ID, "start")
+	cfg := DefaultWorkerConfig()
+	cfg.Rate = 100 // reads a batch of 200 and sends it over two seconds
+	stop := run(t, testWorker(t, s, sk.Addr, cfg))
+	for {
+		if st, _ := s.CampaignStatus(ctx, c.ID); st.Sent > 10 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	stop()
+	k := campaignKeys(c.ID)
+	pending, err := s.rdb.XPending(ctx, k.jobs, workerGroup).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pending.Count != 0 {
+		t.Errorf("%d jobs left pending after the worker stopped", pending.Count)
+	}
+	st, _ := s.CampaignStatus(ctx, c.ID)
+	if st.Sent >= 200 {
+		t.Fatalf("the worker sent its whole batch before stopping: %+v", st)
+	}
+	run(t, testWorker(t, s, sk.Addr, DefaultWorkerConfig()))
+	st = waitState(t, s, c.ID, Finished)
+	recipients, messages, dups := sk.Counts()
+	if st.Sent != 300 || recipients != 300 || messages != 300 || len(dups) != 0 {
+		t.Errorf("status %+v; sink %d recipients, %d messages, duplicates %v", st, recipients, messages, dups)
+	}
+}

@@ -66,6 +66,7 @@ type Mailing struct {
 	text    map[string]*template.Template     // body, text
 	subject map[string]*template.Template
 	frame   map[string][2]layoutFrame // language of the footer -> HTML and text frames
+	size    map[string]int            // length of the body's source, to size a message
 }
 
 // layoutFrame is a layout rendered with placeholders, cut where the subject, the body and the unsubscribe link go.
@@ -94,13 +95,26 @@ func newFrame(rendered string) layoutFrame {
 	return f
 }
 
-func (f layoutFrame) fill(b *strings.Builder, values map[string]string) {
+// fill writes the frame into b, calling slot where each placeholder goes.
+func (f layoutFrame) fill(b *strings.Builder, slot func(string) error) error {
 	for i, p := range f.parts {
 		b.WriteString(p)
 		if i < len(f.slots) {
-			b.WriteString(values[f.slots[i]])
+			if err := slot(f.slots[i]); err != nil {
+				return err
+			}
 		}
 	}
+	return nil
+}
+
+// size is the length of the frame's static text.
+func (f layoutFrame) size() int {
+	n := 0
+	for _, p := range f.parts {
+		n += len(p)
+	}
+	return n
 }
 
 // Rendered is one recipient's message.
@@ -137,7 +151,7 @@ func markdownKeepingActions(md goldmark.Markdown, src string) (string, error) {
 // Compile parses and tries every template of the content.
 func Compile(c Content, layout *templates.Mail) (*Mailing, error) {
 	m := &Mailing{html: map[string]*htmltemplate.Template{}, text: map[string]*template.Template{}, subject: map[string]*template.Template{},
-		frame: map[string][2]layoutFrame{}}
+		frame: map[string][2]layoutFrame{}, size: map[string]int{}}
 	if _, ok := c.Body[""]; !ok {
 		return nil, fmt.Errorf("campaign: %w: no body", ErrInvalid)
 	}
@@ -170,6 +184,8 @@ func Compile(c Content, layout *templates.Mail) (*Mailing, error) {
 	}
 	md := goldmark.New()
 	for lang, src := range c.Body {
+		src = strings.TrimSpace(src) // as the text part has it
+		m.size[lang] = len(src)
 		text, err := template.New(where(lang)).Option("missingkey=zero").Parse(src)
 		if err != nil {
 			return nil, fmt.Errorf("campaign: %w: %v", ErrInvalid, err)
@@ -222,20 +238,43 @@ func (m *Mailing) Render(sub *Subscriber, unsubscribeURL string) (Rendered, erro
 		frame = m.frame["en"]
 	}
 	data := mailData{Subscriber: sub, UnsubscribeURL: unsubscribeURL}
-	var subject, htmlBody, textBody bytes.Buffer
+	var subject strings.Builder
 	if err := subj.Execute(&subject, data); err != nil {
 		return Rendered{}, err
 	}
-	if err := m.html[lang].Execute(&htmlBody, data); err != nil {
-		return Rendered{}, err
-	}
-	if err := m.text[lang].Execute(&textBody, data); err != nil {
-		return Rendered{}, err
-	}
 	r := Rendered{Subject: strings.TrimSpace(subject.String())}
+	// The body templates write straight into the message, which is sized for the frame and the body's source.
 	var html, text strings.Builder
-	frame[0].fill(&html, map[string]string{slotSubject: htmlescape.EscapeString(r.Subject), slotBody: htmlBody.String(), slotUnsub: htmlescape.EscapeString(unsubscribeURL)})
-	frame[1].fill(&text, map[string]string{slotSubject: r.Subject, slotBody: strings.TrimSpace(textBody.String()), slotUnsub: unsubscribeURL})
+	html.Grow(frame[0].size() + 2*m.size[lang] + len(unsubscribeURL))
+	err := frame[0].fill(&html, func(slot string) error {
+		switch slot {
+		case slotSubject:
+			html.WriteString(htmlescape.EscapeString(r.Subject))
+		case slotBody:
+			return m.html[lang].Execute(&html, data)
+		case slotUnsub:
+			html.WriteString(htmlescape.EscapeString(unsubscribeURL))
+		}
+		return nil
+	})
+	if err != nil {
+		return Rendered{}, err
+	}
+	text.Grow(frame[1].size() + m.size[lang] + len(unsubscribeURL))
+	err = frame[1].fill(&text, func(slot string) error {
+		switch slot {
+		case slotSubject:
+			text.WriteString(r.Subject)
+		case slotBody:
+			return m.text[lang].Execute(&text, data)
+		case slotUnsub:
+			text.WriteString(unsubscribeURL)
+		}
+		return nil
+	})
+	if err != nil {
+		return Rendered{}, err
+	}
 	r.HTML, r.Text = html.String(), text.String()
 	return r, nil
 }
