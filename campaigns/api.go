@@ -35,14 +35,16 @@ func (a *API) Register(mux *http.ServeMux) {
 		return l, http.StatusOK, err
 	})
 	h("POST /api/lists", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
-		var in struct{ Name string }
+		var in List
 		if err := decode(r, &in); err != nil {
 			return nil, 0, err
 		}
-		return map[string]string{"name": in.Name}, http.StatusCreated, a.Store.CreateList(r.Context(), in.Name)
+		return map[string]string{"name": in.Name}, http.StatusCreated, a.Store.CreateList(r.Context(), in)
 	})
 	h("POST /api/lists/{name}/subscribers", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
-		rep, err := a.Store.Import(r.Context(), http.MaxBytesReader(w, r.Body, 200<<20), r.PathValue("name"), nil)
+		// ?confirmed=true vouches that every row has consented, as the CLI's --confirmed does.
+		opts := ImportOptions{List: r.PathValue("name"), Confirmed: r.URL.Query().Get("confirmed") == "true", Source: "api"}
+		rep, err := a.Store.Import(r.Context(), http.MaxBytesReader(w, r.Body, 200<<20), opts)
 		return rep, http.StatusOK, err
 	})
 	mux.HandleFunc("GET /api/lists/{name}/subscribers", a.auth(func(w http.ResponseWriter, r *http.Request) (any, int, error) {

@@ -46,7 +46,7 @@ func TestAPI(t *testing.T) {
 	if code, _ := call("POST", "/api/lists", `{"name":"news"}`, "tok"); code != 409 {
 		t.Errorf("list twice: %d", code)
 	}
-	code, body := call("POST", "/api/lists/news/subscribers", "email,name,language\nana@example.es,Ana,es\nbad,,\n", "tok")
+	code, body := call("POST", "/api/lists/news/subscribers?confirmed=true", "email,name,language\nana@example.es,Ana,es\nbad,,\n", "tok")
 	if code != 200 || !strings.Contains(body, `"Added":1`) || !strings.Contains(body, `line 3: \"bad\" is not an email address`) {
 		t.Errorf("import: %d %s", code, body)
 	}

@@ -25,14 +25,14 @@ const benchConns = 10
 func benchCampaign(b *testing.B, s *Store, n int) *Campaign {
 	b.Helper()
 	ctx := context.Background()
-	if err := s.CreateList(ctx, "bench"); err != nil {
+	if err := s.CreateList(ctx, List{Name: "bench"}); err != nil {
 		b.Fatal(err)
 	}
 	batch := make([]*Subscriber, 0, importBatch)
 	for i := range n {
 		batch = append(batch, &Subscriber{Email: fmt.Sprintf("r%06d@example.com", i), Name: "Reader " + strconv.Itoa(i), Language: []string{"en", "de", "it", "fr", "es"}[i%5], Attrs: map[string]string{}})
 		if len(batch) == importBatch || i == n-1 {
-			if _, err := s.save(ctx, "bench", batch); err != nil {
+			if _, err := s.save(ctx, "bench", batch, true, Consent{Action: "confirmed", Via: "import"}); err != nil {
 				b.Fatal(err)
 			}
 			batch = batch[:0]

@@ -35,7 +35,7 @@ func campaignFixture(t *testing.T, n int) (*Store, *Campaign) {
 	for i := range n {
 		fmt.Fprintf(&b, "p%05d@example.com,Person %d,%s\n", i, i, langs[i%5])
 	}
-	if rep, err := s.Import(ctx, strings.NewReader(b.String()), "all", nil); err != nil || rep.Added != n {
+	if rep, err := s.Import(ctx, strings.NewReader(b.String()), ImportOptions{List: "all", Confirmed: true}); err != nil || rep.Added != n {
 		t.Fatalf("import: %+v %v", rep, err)
 	}
 	layout := mustLayout(t)
@@ -355,7 +355,7 @@ func TestScheduledCampaignStartsWhenDue(t *testing.T) {
 	ctx := context.Background()
 	sk := smtptest.New(t)
 	s := mustStore(t, "all")
-	s.Import(ctx, strings.NewReader("email\na@example.com\n"), "all", nil)
+	s.Import(ctx, strings.NewReader("email\na@example.com\n"), ImportOptions{List: "all", Confirmed: true})
 	layout := mustLayout(t)
 	c, err := s.CreateCampaign(ctx, Campaign{Name: "later", Lists: []string{"all"}, From: "n@p.example", SendAt: time.Now().Add(400 * time.Millisecond),
 		Content: Content{Subject: map[string]string{"": "s"}, Body: map[string]string{"": "b"}}}, func(c Content) error { _, err := Compile(c, layout); return err })

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -23,8 +24,10 @@ import (
 	"csrdesk/faq"
 )
 
-// Subscriber states.
+// Subscriber states. Only active subscribers receive campaigns; a subscriber is active once they have confirmed
+// their address (double opt-in), or when an import vouches for their consent with --confirmed.
 const (
+	Unconfirmed  = "unconfirmed"
 	Active       = "active"
 	Unsubscribed = "unsubscribed"
 	Bounced      = "bounced"
@@ -33,6 +36,7 @@ const (
 
 // Subscriber is a person who receives mailings.
 type Subscriber struct {
+	ID       string // 10 random base32 letters and digits: names the subscriber in bounce addresses
 	Email    string
 	Name     string
 	Company  string
@@ -44,11 +48,14 @@ type Subscriber struct {
 	Created  time.Time
 }
 
-// List is a named set of subscribers.
+// List is a named set of subscribers. A public list is offered on the subscribe form and in the preferences,
+// under its title.
 type List struct {
-	Name    string
-	Created time.Time
-	Members int64
+	Name    string    `json:"name"`
+	Title   string    `json:"title,omitempty"`
+	Public  bool      `json:"public,omitempty"`
+	Created time.Time `json:"created"`
+	Members int64     `json:"members"`
 }
 
 // Errors callers turn into messages.
@@ -74,23 +81,44 @@ const (
 	subsKey  = "csrdesk:{subs}:all"   // sorted set of every subscriber's email, by creation time
 )
 
-func subKey(email string) string    { return "csrdesk:{subs}:subscriber:" + email }
-func membersKey(list string) string { return "csrdesk:{subs}:list:" + list } // sorted by time added
+func subKey(email string) string     { return "csrdesk:{subs}:subscriber:" + email }
+func membersKey(list string) string  { return "csrdesk:{subs}:list:" + list }      // sorted by time added
+func consentKey(email string) string { return "csrdesk:{subs}:consent:" + email } // list of Consent JSON, oldest first
+
+const (
+	idsKey        = "csrdesk:{subs}:ids"        // hash: subscriber id -> email
+	suppressedKey = "csrdesk:{subs}:suppressed" // set of SuppressionHash of erased addresses
+)
+
+// newID returns a subscriber id: 10 characters of lower-case base32 (50 random bits).
+func newID() string {
+	var b [10]byte
+	rand.Read(b[:])
+	const alphabet = "abcdefghijklmnopqrstuvwxyz234567"
+	for i := range b {
+		b[i] = alphabet[b[i]%32]
+	}
+	return string(b[:])
+}
 
 var listName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
 // CreateList creates an empty list.
-func (s *Store) CreateList(ctx context.Context, name string) error {
-	if !listName.MatchString(name) {
-		return fmt.Errorf("list name %q: %w: use 1-64 lower-case letters, digits, - and _", name, ErrInvalid)
+func (s *Store) CreateList(ctx context.Context, l List) error {
+	if !listName.MatchString(l.Name) {
+		return fmt.Errorf("list name %q: %w: use 1-64 lower-case letters, digits, - and _", l.Name, ErrInvalid)
 	}
-	data, _ := json.Marshal(map[string]any{"created": s.now().UTC()})
-	ok, err := s.rdb.HSetNX(ctx, listsKey, name, data).Result()
+	if len(l.Title) > 200 {
+		return fmt.Errorf("list %s: %w: the title is longer than 200 characters", l.Name, ErrInvalid)
+	}
+	l.Created, l.Members = s.now().UTC(), 0
+	data, _ := json.Marshal(l)
+	ok, err := s.rdb.HSetNX(ctx, listsKey, l.Name, data).Result()
 	if err != nil {
 		return fmt.Errorf("create list: %w", err)
 	}
 	if !ok {
-		return fmt.Errorf("list %q: %w", name, ErrExists)
+		return fmt.Errorf("list %q: %w", l.Name, ErrExists)
 	}
 	return nil
 }
@@ -103,16 +131,28 @@ func (s *Store) Lists(ctx context.Context) ([]List, error) {
 	}
 	var out []List
 	for name, data := range all {
-		var meta struct{ Created time.Time }
-		json.Unmarshal([]byte(data), &meta)
-		n, err := s.rdb.ZCard(ctx, membersKey(name)).Result()
-		if err != nil {
+		var l List
+		json.Unmarshal([]byte(data), &l)
+		l.Name = name
+		if l.Members, err = s.rdb.ZCard(ctx, membersKey(name)).Result(); err != nil {
 			return nil, fmt.Errorf("lists: %w", err)
 		}
-		out = append(out, List{Name: name, Created: meta.Created, Members: n})
+		out = append(out, l)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// PublicLists returns the lists offered to the public.
+func (s *Store) PublicLists(ctx context.Context) ([]List, error) {
+	all, err := s.Lists(ctx)
+	var out []List
+	for _, l := range all {
+		if l.Public {
+			out = append(out, l)
+		}
+	}
+	return out, err
 }
 
 func (s *Store) listExists(ctx context.Context, name string) error {
@@ -162,7 +202,7 @@ func (s *Store) Subscriber(ctx context.Context, email string) (*Subscriber, erro
 }
 
 func fromHash(v map[string]string) *Subscriber {
-	sub := &Subscriber{Email: v["email"], Name: v["name"], Company: v["company"], Country: v["country"], Language: v["language"],
+	sub := &Subscriber{ID: v["id"], Email: v["email"], Name: v["name"], Company: v["company"], Country: v["country"], Language: v["language"],
 		Role: v["role"], Status: v["status"], Attrs: map[string]string{}}
 	json.Unmarshal([]byte(v["attrs"]), &sub.Attrs)
 	sub.Created, _ = time.Parse(time.RFC3339, v["created"])
@@ -172,7 +212,7 @@ func fromHash(v map[string]string) *Subscriber {
 // SetStatus changes a subscriber's status (active, unsubscribed, bounced, blocklisted).
 func (s *Store) SetStatus(ctx context.Context, email, status string) error {
 	switch status {
-	case Active, Unsubscribed, Bounced, Blocklisted:
+	case Unconfirmed, Active, Unsubscribed, Bounced, Blocklisted:
 	default:
 		return fmt.Errorf("status %q: %w", status, ErrInvalid)
 	}
@@ -198,11 +238,21 @@ var standard = map[string]bool{"email": true, "name": true, "company": true, "co
 
 const importBatch = 500
 
-// Import reads subscribers from CSV (a header row naming the columns; email is required) into list. Every row
+// ImportOptions says where an import goes and what it vouches for.
+type ImportOptions struct {
+	List      string
+	Confirmed bool   // the importer vouches that the rows have given consent: they become active at once
+	Source    string // the file's name, recorded with each new subscriber's consent
+	Progress  func(n int)
+}
+
+// Import reads subscribers from CSV (a header row naming the columns; email is required) into a list. Every row
 // that cannot be imported is reported with its line; valid rows are imported in batches, each batch atomically.
-// An existing subscriber is updated, but keeps its status: an unsubscribed or bounced address stays so. read
-// counts the bytes consumed, for a progress bar.
-func (s *Store) Import(ctx context.Context, r io.Reader, list string, read func(n int)) (*ImportReport, error) {
+// New subscribers are unconfirmed (they receive no campaign until they confirm) unless opts.Confirmed; either way
+// the import is recorded as their consent's origin. An existing subscriber is updated but keeps its status: an
+// unsubscribed or bounced address stays so. An address erased on request is not imported again.
+func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (*ImportReport, error) {
+	list, read := opts.List, opts.Progress
 	if err := s.listExists(ctx, list); err != nil {
 		return nil, err
 	}
@@ -231,17 +281,38 @@ func (s *Store) Import(ctx context.Context, r io.Reader, list string, read func(
 	rep := &ImportReport{}
 	seen := map[string]int{} // email -> line
 	var batch []*Subscriber
+	var lines []int
+	consent := Consent{Action: "imported", Via: "import", Source: opts.Source, Lists: []string{list}}
+	if opts.Confirmed {
+		consent.Action, consent.Text = "confirmed", "marked as having consented by the importer (import --confirmed)"
+	}
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
 		}
-		added, err := s.save(ctx, list, batch)
+		hashes := make([]any, len(batch))
+		for i, sub := range batch {
+			hashes[i] = SuppressionHash(sub.Email)
+		}
+		erased, err := s.rdb.SMIsMember(ctx, suppressedKey, hashes...).Result()
+		if err != nil {
+			return fmt.Errorf("import: %w", err)
+		}
+		keep := batch[:0]
+		for i, sub := range batch {
+			if erased[i] {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("line %d: %s asked to be erased; it can only come back by subscribing again itself", lines[i], sub.Email))
+				continue
+			}
+			keep = append(keep, sub)
+		}
+		added, err := s.save(ctx, list, keep, opts.Confirmed, consent)
 		if err != nil {
 			return err
 		}
 		rep.Added += added
-		rep.Updated += len(batch) - added
-		batch = batch[:0]
+		rep.Updated += len(keep) - added
+		batch, lines = batch[:0], lines[:0]
 		return nil
 	}
 	for {
@@ -304,7 +375,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader, list string, read func(
 				sub.Attrs[name] = strings.TrimSpace(rec[i])
 			}
 		}
-		batch = append(batch, sub)
+		batch, lines = append(batch, sub), append(lines, line)
 		if len(batch) == importBatch {
 			if err := flush(); err != nil {
 				return rep, err
@@ -314,30 +385,46 @@ func (s *Store) Import(ctx context.Context, r io.Reader, list string, read func(
 	return rep, flush()
 }
 
-// saveScript upserts one subscriber and adds it to a list, keeping an existing subscriber's status and creation
-// time. It returns 1 for a new subscriber.
+// saveScript upserts one subscriber and adds it to a list, keeping an existing subscriber's status, id and
+// creation time; a new one gets ARGV[10] as its status and the consent record ARGV[11]. An unconfirmed subscriber
+// that an import vouches for (ARGV[12] = 1) becomes active. It returns 1 for a new subscriber.
 var saveScript = redis.NewScript(`
 local new = redis.call('EXISTS', KEYS[1]) == 0
 redis.call('HSET', KEYS[1], 'email', ARGV[1], 'name', ARGV[2], 'company', ARGV[3], 'country', ARGV[4],
   'language', ARGV[5], 'role', ARGV[6], 'attrs', ARGV[7])
 if new then
-  redis.call('HSET', KEYS[1], 'status', 'active', 'created', ARGV[8])
+  redis.call('HSET', KEYS[1], 'status', ARGV[10], 'created', ARGV[8], 'id', ARGV[13])
+  redis.call('HSET', KEYS[5], ARGV[13], ARGV[1])
   redis.call('ZADD', KEYS[2], ARGV[9], ARGV[1])
+  redis.call('RPUSH', KEYS[4], ARGV[11])
+elseif ARGV[12] == '1' and redis.call('HGET', KEYS[1], 'status') == 'unconfirmed' then
+  redis.call('HSET', KEYS[1], 'status', 'active')
+  redis.call('RPUSH', KEYS[4], ARGV[11])
 end
 redis.call('ZADD', KEYS[3], 'NX', ARGV[9], ARGV[1])
 if new then return 1 end
 return 0`)
 
 // save writes a batch in one transaction: all of it or none.
-func (s *Store) save(ctx context.Context, list string, batch []*Subscriber) (int, error) {
+func (s *Store) save(ctx context.Context, list string, batch []*Subscriber, confirmed bool, consent Consent) (int, error) {
 	now := s.now().UTC()
+	consent.At = now
+	record, _ := json.Marshal(consent)
+	status, vouch := Unconfirmed, "0"
+	if confirmed {
+		status, vouch = Active, "1"
+	}
 	pipe := s.rdb.TxPipeline()
 	cmds := make([]*redis.Cmd, len(batch))
 	for i, sub := range batch {
 		attrs, _ := json.Marshal(sub.Attrs)
 		// Eval, not EvalSha: a transaction cannot fall back when Redis does not have the script cached.
-		cmds[i] = saveScript.Eval(ctx, pipe, []string{subKey(sub.Email), subsKey, membersKey(list)},
-			sub.Email, sub.Name, sub.Company, sub.Country, sub.Language, sub.Role, string(attrs), now.Format(time.RFC3339), now.UnixMilli())
+		cmds[i] = saveScript.Eval(ctx, pipe, []string{subKey(sub.Email), subsKey, membersKey(list), consentKey(sub.Email), idsKey},
+			sub.Email, sub.Name, sub.Company, sub.Country, sub.Language, sub.Role, string(attrs), now.Format(time.RFC3339), now.UnixMilli(),
+			status, record, vouch, newID())
+	}
+	if len(batch) == 0 {
+		return 0, nil
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return 0, fmt.Errorf("import: save: %w", err)

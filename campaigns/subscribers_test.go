@@ -22,7 +22,7 @@ func mustStore(t *testing.T, lists ...string) *Store {
 	t.Helper()
 	s := NewStore(redisSrv.Client(t))
 	for _, l := range lists {
-		if err := s.CreateList(context.Background(), l); err != nil {
+		if err := s.CreateList(context.Background(), List{Name: l}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -48,10 +48,10 @@ func TestNormalizeEmail(t *testing.T) {
 func TestLists(t *testing.T) {
 	ctx := context.Background()
 	s := mustStore(t, "events", "news")
-	if err := s.CreateList(ctx, "events"); !errors.Is(err, ErrExists) {
+	if err := s.CreateList(ctx, List{Name: "events"}); !errors.Is(err, ErrExists) {
 		t.Errorf("creating a list twice: %v", err)
 	}
-	if err := s.CreateList(ctx, "Bad Name!"); !errors.Is(err, ErrInvalid) {
+	if err := s.CreateList(ctx, List{Name: "Bad Name!"}); !errors.Is(err, ErrInvalid) {
 		t.Errorf("bad name: %v", err)
 	}
 	lists, err := s.Lists(ctx)
@@ -75,7 +75,7 @@ func TestImport(t *testing.T) {
 	ctx := context.Background()
 	s := mustStore(t, "events")
 	read := 0
-	rep, err := s.Import(ctx, strings.NewReader(importCSV), "events", func(n int) { read += n })
+	rep, err := s.Import(ctx, strings.NewReader(importCSV), ImportOptions{List: "events", Confirmed: true, Progress: func(n int) { read += n }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +106,10 @@ func TestImport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := &Subscriber{Email: "anna.rossi@example.it", Name: "Anna Rossi", Company: "Rossi, Meccanica SpA", Country: "IT", Language: "it",
+	if len(anna.ID) != 10 {
+		t.Errorf("subscriber id %q, want 10 characters", anna.ID)
+	}
+	want := &Subscriber{ID: anna.ID, Email: "anna.rossi@example.it", Name: "Anna Rossi", Company: "Rossi, Meccanica SpA", Country: "IT", Language: "it",
 		Status: Active, Attrs: map[string]string{"sector": "machine tools", "city": "Brescia"}, Created: anna.Created}
 	if diff := cmp.Diff(want, anna); diff != "" {
 		t.Errorf("subscriber (-want +got):\n%s", diff)
@@ -116,11 +119,11 @@ func TestImport(t *testing.T) {
 func TestReimportKeepsStatus(t *testing.T) {
 	ctx := context.Background()
 	s := mustStore(t, "events", "news")
-	s.Import(ctx, strings.NewReader("email,name\njo@example.de,Jo\n"), "events", nil)
+	s.Import(ctx, strings.NewReader("email,name\njo@example.de,Jo\n"), ImportOptions{List: "events", Confirmed: true})
 	if err := s.SetStatus(ctx, "jo@example.de", Unsubscribed); err != nil {
 		t.Fatal(err)
 	}
-	rep, err := s.Import(ctx, strings.NewReader("email,name,company\nJo@Example.de,Jo Weber,Weber GmbH\n"), "news", nil)
+	rep, err := s.Import(ctx, strings.NewReader("email,name,company\nJo@Example.de,Jo Weber,Weber GmbH\n"), ImportOptions{List: "news", Confirmed: true})
 	if err != nil || rep.Updated != 1 || rep.Added != 0 {
 		t.Fatalf("re-import: %+v %v", rep, err)
 	}
@@ -143,11 +146,11 @@ func TestImportErrors(t *testing.T) {
 		"email,name,email\n":  `column "email" appears twice`,
 		"email,,name\n":       "column 2 has no name",
 	} {
-		if _, err := s.Import(ctx, strings.NewReader(body), "events", nil); err == nil || !strings.Contains(err.Error(), want) {
+		if _, err := s.Import(ctx, strings.NewReader(body), ImportOptions{List: "events", Confirmed: true}); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Import(%q): %v, want %q", body, err, want)
 		}
 	}
-	if _, err := s.Import(ctx, strings.NewReader("email\na@example.com\n"), "nope", nil); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Import(ctx, strings.NewReader("email\na@example.com\n"), ImportOptions{List: "nope", Confirmed: true}); !errors.Is(err, ErrNotFound) {
 		t.Errorf("import into a missing list: %v", err)
 	}
 }
@@ -160,7 +163,7 @@ func TestExportRoundTrip(t *testing.T) {
 	for i := range 1200 { // more than one page and one import batch
 		fmt.Fprintf(&b, "p%04d@example.com,Person %d,\"Firm, %d\",de,de,buyer,%d\n", i, i, i, i%3)
 	}
-	if rep, err := s.Import(ctx, strings.NewReader(b.String()), "events", nil); err != nil || rep.Added != 1200 {
+	if rep, err := s.Import(ctx, strings.NewReader(b.String()), ImportOptions{List: "events", Confirmed: true}); err != nil || rep.Added != 1200 {
 		t.Fatalf("import: %+v %v", rep, err)
 	}
 	var out bytes.Buffer
@@ -172,7 +175,7 @@ func TestExportRoundTrip(t *testing.T) {
 		t.Fatalf("export: %d lines, first %q, %q", len(lines), lines[0], lines[1])
 	}
 	// What Export writes, Import reads back.
-	rep, err := s.Import(ctx, &out, "copy", nil)
+	rep, err := s.Import(ctx, &out, ImportOptions{List: "copy", Confirmed: true})
 	if err != nil || rep.Updated != 1200 || len(rep.Problems) != 0 {
 		t.Errorf("re-import of the export: %+v %v", rep, err)
 	}

@@ -28,7 +28,7 @@ func importPeople(t *testing.T, e func(string) string, n int) {
 	}
 	file := filepath.Join(t.TempDir(), "people.csv")
 	os.WriteFile(file, []byte(b.String()), 0o644)
-	if out, _, err := runCmd(t, e, "subscribers", "import", file, "--list", "all"); err != nil {
+	if out, _, err := runCmd(t, e, "subscribers", "import", file, "--list", "all", "--confirmed"); err != nil {
 		t.Fatalf("import: %v\n%s", err, out)
 	}
 }

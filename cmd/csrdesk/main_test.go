@@ -389,7 +389,7 @@ func TestListsAndSubscribersCommands(t *testing.T) {
 		t.Errorf("lists:\n%s", out)
 	}
 	out, _, err = runCmd(t, e, "subscribers", "export", "--list", "events")
-	if err != nil || out != "email,name,company,country,language,role,status,sector\nanna@example.it,Anna,Rossi SpA,,,,active,tools\n" {
+	if err != nil || out != "email,name,company,country,language,role,status,sector\nanna@example.it,Anna,Rossi SpA,,,,unconfirmed,tools\n" {
 		t.Errorf("export: %v\n%q", err, out)
 	}
 	if _, _, err := runCmd(t, e, "subscribers", "import", file); exitStatus(err) != 2 {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/schollz/progressbar/v3"
@@ -32,14 +33,21 @@ func withStore(ctx context.Context, cfg config, fn func(*campaigns.Store) error)
 
 func listsCommand(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
 	if len(args) >= 1 && args[0] == "create" {
-		if len(args) != 2 {
-			return usageError("lists create: want one list name, e.g. csrdesk lists create events-2027")
+		fl := flag.NewFlagSet("lists create", flag.ContinueOnError)
+		public := fl.Bool("public", false, "offer the list on the subscribe form and in the preferences")
+		title := fl.String("title", "", "the list's name for subscribers")
+		pos, err := parseFlags(fl, args[1:])
+		if err != nil {
+			return err
+		}
+		if len(pos) != 1 {
+			return usageError("lists create: want one list name, e.g. csrdesk lists create events-2027 [--public --title \"Events 2027\"]")
 		}
 		return withStore(ctx, cfg, func(s *campaigns.Store) error {
-			if err := s.CreateList(ctx, args[1]); err != nil {
+			if err := s.CreateList(ctx, campaigns.List{Name: pos[0], Public: *public, Title: *title}); err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "list %s created\n", args[1])
+			fmt.Fprintf(stdout, "list %s created\n", pos[0])
 			return nil
 		})
 	}
@@ -52,9 +60,13 @@ func listsCommand(ctx context.Context, cfg config, args []string, stdout io.Writ
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "LIST\tMEMBERS\tCREATED")
+		fmt.Fprintln(tw, "LIST\tMEMBERS\tCREATED\tPUBLIC\tTITLE")
 		for _, l := range lists {
-			fmt.Fprintf(tw, "%s\t%d\t%s\n", l.Name, l.Members, l.Created.Format("2006-01-02"))
+			public := "no"
+			if l.Public {
+				public = "yes"
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\n", l.Name, l.Members, l.Created.Format("2006-01-02"), public, l.Title)
 		}
 		return tw.Flush()
 	})
@@ -66,6 +78,7 @@ func subscribersCommand(ctx context.Context, cfg config, args []string, stdout, 
 	}
 	fl := flag.NewFlagSet("subscribers "+args[0], flag.ContinueOnError)
 	list := fl.String("list", "", "the list")
+	confirmed := fl.Bool("confirmed", false, "import: the rows have consented already (recorded as such); without it new subscribers must confirm")
 	pos, err := parseFlags(fl, args[1:])
 	if err != nil {
 		return err
@@ -87,7 +100,8 @@ func subscribersCommand(ctx context.Context, cfg config, args []string, stdout, 
 		bar := progressbar.NewOptions64(st.Size(), progressbar.OptionSetWriter(stderr), progressbar.OptionShowBytes(true),
 			progressbar.OptionSetDescription("importing"), progressbar.OptionSetVisibility(isTerminal(stderr)), progressbar.OptionClearOnFinish())
 		return withStore(ctx, cfg, func(s *campaigns.Store) error {
-			rep, err := s.Import(ctx, f, *list, func(n int) { bar.Add(n) })
+			opts := campaigns.ImportOptions{List: *list, Confirmed: *confirmed, Source: filepath.Base(pos[0]), Progress: func(n int) { bar.Add(n) }}
+			rep, err := s.Import(ctx, f, opts)
 			bar.Finish()
 			if rep != nil {
 				for _, p := range rep.Problems {
