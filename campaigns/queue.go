@@ -47,6 +47,7 @@ type WorkerConfig struct {
 	PublicURL   string           // where unsubscribe links point
 	Secret      []byte           // signs unsubscribe links
 	Poll        time.Duration    // how often an idle worker looks for work
+	Bounces     string           // the return path's base, e.g. bounces@platform.example; empty for bounces@ the From's domain
 	DKIM        *mail.DKIMSigner // signs every message, List-Unsubscribe headers included; nil for no DKIM
 }
 
@@ -691,10 +692,28 @@ func (w *Worker) message(c *Campaign, sub *Subscriber) (*mail.Msg, error) {
 		return nil, err
 	}
 	m, err := buildMessage(c, sub, r, unsubURL, token)
-	if err == nil && w.cfg.DKIM != nil {
+	if err != nil {
+		return nil, err
+	}
+	if sub.ID != "" {
+		if err := m.EnvelopeFrom(VERP(w.cfg.Bounces, c, sub)); err != nil {
+			return nil, err
+		}
+	}
+	if w.cfg.DKIM != nil {
 		m.SetDKIM(w.cfg.DKIM)
 	}
-	return m, err
+	return m, nil
+}
+
+// VERP is the return path of a campaign's mail to one subscriber, base+<campaign>-<subscriber id>@domain, so
+// that a bounce names who bounced even when the report itself does not (see ParseBounce).
+func VERP(base string, c *Campaign, sub *Subscriber) string {
+	if base == "" {
+		base = "bounces@" + c.From[strings.LastIndexByte(c.From, '@')+1:]
+	}
+	at := strings.LastIndexByte(base, '@')
+	return fmt.Sprintf("%s+%d-%s%s", base[:at], c.ID, sub.ID, base[at:])
 }
 
 func buildMessage(c *Campaign, sub *Subscriber, r Rendered, unsubURL, token string) (*mail.Msg, error) {

@@ -82,7 +82,7 @@ const (
 )
 
 func subKey(email string) string     { return "csrdesk:{subs}:subscriber:" + email }
-func membersKey(list string) string  { return "csrdesk:{subs}:list:" + list }      // sorted by time added
+func membersKey(list string) string  { return "csrdesk:{subs}:list:" + list }     // sorted by time added
 func consentKey(email string) string { return "csrdesk:{subs}:consent:" + email } // list of Consent JSON, oldest first
 
 const (

@@ -1,5 +1,5 @@
-// Package templates holds csrdesk's texts: what the bot says in each language, and the layout and footer of
-// the mailings.
+// Package templates holds csrdesk's texts: what the bot says in each language, the layout and footer of the
+// mailings, and the public subscriber pages.
 // They are embedded in the binary and checked when loaded, so a broken text fails at start-up, not mid-chat.
 package templates
 
@@ -15,7 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-//go:embed bot.yaml mail
+//go:embed bot.yaml pages.yaml mail pages
 var files embed.FS
 
 // Langs are the languages every text must exist in.
@@ -33,6 +33,20 @@ func Bot() (*Texts, error) {
 		return nil, err
 	}
 	return parse("bot.yaml", data)
+}
+
+// Pages loads the texts of the public subscriber pages and the subscription mails.
+func Pages() (*Texts, error) {
+	data, err := files.ReadFile("pages.yaml")
+	if err != nil {
+		return nil, err
+	}
+	return parse("pages.yaml", data)
+}
+
+// PublicPage is the HTML of the public subscriber pages: one template, the page to show chosen by its data.
+func PublicPage() (*htmltemplate.Template, error) {
+	return htmltemplate.ParseFS(files, "pages/public.html")
 }
 
 func parse(name string, data []byte) (*Texts, error) {

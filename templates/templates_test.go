@@ -10,7 +10,7 @@ func TestBotTexts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	data := map[string]any{"Name": "Ada", "Topic": "EU law", "Ticket": 7, "Hours": "Mon-Fri 09:00-17:00", "Next": "Mon 09:00", "Staff": "Bo", "Text": "hi", "Max": 2000}
+	data := map[string]any{"Name": "Ada", "Topic": "EU law", "Ticket": 7, "Hours": "Mon-Fri 09:00-17:00", "Next": "Mon 09:00", "Staff": "Bo", "Text": "hi", "Max": 2000, "Email": "ada@example.eu", "URL": "https://platform.example/subscribe"}
 	for _, key := range ts.Keys() {
 		for _, lang := range Langs {
 			got := ts.Text(lang, key, data)
@@ -24,6 +24,24 @@ func TestBotTexts(t *testing.T) {
 	}
 	if got := ts.Text("pt", "empty", nil); got != "Please type a question." {
 		t.Errorf("unknown language falls back to English: %q", got)
+	}
+}
+
+func TestPageTexts(t *testing.T) {
+	ts, err := Pages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := map[string]any{"Email": "ada@example.eu", "URL": "https://platform.example/confirm/x"}
+	for _, key := range ts.Keys() {
+		for _, lang := range Langs {
+			if got := ts.Text(lang, key, data); got == "" || got == key {
+				t.Errorf("%s.%s renders as %q", key, lang, got)
+			}
+		}
+	}
+	if _, err := PublicPage(); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -77,6 +77,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return campaignCommand(ctx, cfg, args[1:], stdout, stderr)
 	case "worker":
 		return worker(ctx, cfg, args[1:], stderr)
+	case "events":
+		return eventsCommand(ctx, cfg, args[1:], stdout)
 	}
 	return usageError(fmt.Sprintf("unknown command %q (try csrdesk help)", args[0]))
 }

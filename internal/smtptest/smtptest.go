@@ -1,5 +1,5 @@
 // Package smtptest is an in-process SMTP server for tests (github.com/emersion/go-smtp): it counts what each
-// recipient received and refuses recipients as told.
+// recipient received, keeps the last message with its Return-Path, and refuses recipients as told.
 package smtptest
 
 import (
@@ -75,13 +75,15 @@ func (s *Sink) Counts() (recipients, messages int, dups []string) {
 func (s *Sink) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{s: s}, nil }
 
 type session struct {
-	s  *Sink
-	to []string
+	s    *Sink
+	from string
+	to   []string
 }
 
-func (x *session) Reset()                               { x.to = nil }
-func (x *session) Logout() error                        { return nil }
-func (x *session) Mail(string, *smtp.MailOptions) error { return nil }
+func (x *session) Reset()        { x.from, x.to = "", nil }
+func (x *session) Logout() error { return nil }
+
+func (x *session) Mail(from string, _ *smtp.MailOptions) error { x.from = from; return nil }
 
 func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	x.s.mu.Lock()
@@ -103,7 +105,8 @@ func (x *session) Data(r io.Reader) error {
 	defer x.s.mu.Unlock()
 	for _, to := range x.to {
 		x.s.got[to]++
-		x.s.messages[to] = string(data)
+		// As the delivering server does, the envelope sender goes on top as Return-Path.
+		x.s.messages[to] = "Return-Path: <" + x.from + ">\r\n" + string(data)
 	}
 	return nil
 }

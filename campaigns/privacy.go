@@ -1,0 +1,157 @@
+package campaigns
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+)
+
+// PersonalData is everything csrdesk holds about one address, as a subscriber gets it on request (GDPR art. 15).
+type PersonalData struct {
+	Email      string      `json:"email"`
+	Subscriber *Subscriber `json:"subscriber,omitempty"`
+	Lists      []string    `json:"lists"`
+	Consent    []Consent   `json:"consent"`
+	Mailings   []Delivery  `json:"mailings"`
+	Exported   time.Time   `json:"exported"`
+}
+
+// Delivery is what became of one campaign's mail to one address.
+type Delivery struct {
+	Campaign int64  `json:"campaign"`
+	Name     string `json:"name"`
+	Outcome  string `json:"outcome"` // sent, failed, retry
+	Reason   string `json:"reason,omitempty"`
+}
+
+// PersonalData collects what is held about an address.
+func (s *Store) PersonalData(ctx context.Context, email string) (*PersonalData, error) {
+	email, err := NormalizeEmail(email)
+	if err != nil {
+		return nil, fmt.Errorf("personal data: %w: %v", ErrInvalid, err)
+	}
+	out := &PersonalData{Email: email, Lists: []string{}, Consent: []Consent{}, Mailings: []Delivery{}, Exported: s.now().UTC()}
+	sub, err := s.Subscriber(ctx, email)
+	switch {
+	case err == nil:
+		out.Subscriber = sub
+	case !errors.Is(err, ErrNotFound):
+		return nil, err
+	}
+	if out.Lists, err = s.ListsOf(ctx, email); err != nil {
+		return nil, err
+	}
+	if out.Lists == nil {
+		out.Lists = []string{}
+	}
+	consent, err := s.Consents(ctx, email)
+	if err != nil {
+		return nil, err
+	}
+	out.Consent = append(out.Consent, consent...)
+	err = s.eachCampaign(ctx, func(c *Campaign) error {
+		k := campaignKeys(c.ID)
+		outcome, err := s.rdb.HGet(ctx, k.delivery, email).Result()
+		if err != nil || outcome == "" {
+			return nil
+		}
+		d := Delivery{Campaign: c.ID, Name: c.Name, Outcome: outcome}
+		if raw, err := s.rdb.HGet(ctx, k.failures, email).Result(); err == nil {
+			var f Failure
+			json.Unmarshal([]byte(raw), &f)
+			d.Reason = f.Reason
+		}
+		out.Mailings = append(out.Mailings, d)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if out.Subscriber == nil && len(out.Lists) == 0 && len(out.Consent) == 0 && len(out.Mailings) == 0 {
+		return nil, fmt.Errorf("personal data: %s: %w", email, ErrNotFound)
+	}
+	return out, nil
+}
+
+// Erase removes an address everywhere (GDPR art. 17): the subscriber, their lists, consent history and every
+// campaign's delivery record, failure, retry and queued job. Campaign counts stay, as they hold no address. What is
+// left is the address's SuppressionHash, so that a later import does not bring it back by mistake; subscribing
+// again themselves lifts it. Erase may be run again after an interruption: it finishes the job.
+func (s *Store) Erase(ctx context.Context, email string) error {
+	email, err := NormalizeEmail(email)
+	if err != nil {
+		return fmt.Errorf("erase: %w: %v", ErrInvalid, err)
+	}
+	lists, err := s.rdb.HKeys(ctx, listsKey).Result()
+	if err != nil {
+		return fmt.Errorf("erase: %w", err)
+	}
+	id, _ := s.rdb.HGet(ctx, subKey(email), "id").Result()
+	pipe := s.rdb.TxPipeline()
+	pipe.SAdd(ctx, suppressedKey, SuppressionHash(email)) // first: from now on no import brings it back
+	for _, l := range lists {
+		pipe.ZRem(ctx, membersKey(l), email)
+	}
+	pipe.ZRem(ctx, subsKey, email)
+	if id != "" {
+		pipe.HDel(ctx, idsKey, id)
+	}
+	pipe.Del(ctx, subKey(email), consentKey(email))
+	if _, err := pipe.Exec(ctx); err != nil {
+		return fmt.Errorf("erase: %w", err)
+	}
+	return s.eachCampaign(ctx, func(c *Campaign) error {
+		k := campaignKeys(c.ID)
+		pipe := s.rdb.TxPipeline()
+		pipe.HDel(ctx, k.delivery, email)
+		pipe.HDel(ctx, k.attempts, email)
+		pipe.HDel(ctx, k.failures, email)
+		pipe.SRem(ctx, k.queued, email)
+		pipe.ZRem(ctx, k.retry, email)
+		if _, err := pipe.Exec(ctx); err != nil {
+			return fmt.Errorf("erase: campaign %d: %w", c.ID, err)
+		}
+		// Jobs still queued for the address: few, and only while the campaign runs.
+		for start := "-"; ; {
+			msgs, err := s.rdb.XRangeN(ctx, k.jobs, start, "+", 1000).Result()
+			if err != nil {
+				return fmt.Errorf("erase: campaign %d: %w", c.ID, err)
+			}
+			for _, m := range msgs {
+				if m.Values["e"] == email {
+					s.rdb.XAck(ctx, k.jobs, workerGroup, m.ID)
+					s.rdb.XDel(ctx, k.jobs, m.ID)
+				}
+			}
+			if len(msgs) < 1000 {
+				return nil
+			}
+			start = "(" + msgs[len(msgs)-1].ID
+		}
+	})
+}
+
+// eachCampaign calls fn for every campaign, oldest first.
+func (s *Store) eachCampaign(ctx context.Context, fn func(*Campaign) error) error {
+	ids, err := s.rdb.ZRange(ctx, campaignsKey, 0, -1).Result()
+	if err != nil {
+		return err
+	}
+	for _, raw := range ids {
+		id, _ := strconv.ParseInt(raw, 10, 64)
+		c, err := s.Campaign(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
