@@ -77,6 +77,19 @@ type Engine struct {
 	now      func() time.Time
 	mu       sync.RWMutex
 	channels map[string]Channel
+
+	subscribe    SubscribeFunc // nil: /subscribe says subscriptions are closed
+	subscribeURL string
+}
+
+// SubscribeFunc asks for the platform's mailings to go to email (a double opt-in request: the mailer sends the
+// confirmation). via names the chat ("chat:telegram"), source the chat itself, consent the words shown to the
+// person. It returns an error wrapping ErrInvalid for an address that is not one.
+type SubscribeFunc func(ctx context.Context, email string, lang faq.Lang, via, source, consent string) error
+
+// SetSubscribe enables /subscribe; url is the subscribe page, offered when a request fails.
+func (e *Engine) SetSubscribe(url string, fn SubscribeFunc) {
+	e.subscribeURL, e.subscribe = url, fn
 }
 
 // New returns an engine. matcher returns the current knowledge base's matcher (it may change on reload).
@@ -153,6 +166,18 @@ func (e *Engine) Handle(ctx context.Context, m Message) error {
 	if m.Data != "" {
 		return e.button(ctx, m, conv, lang)
 	}
+	if conv.Await == "email" {
+		conv.Await = ""
+		if err := e.saveConv(ctx, m, conv); err != nil {
+			return err
+		}
+		if strings.EqualFold(text, "/cancel") {
+			return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "subscribe_cancelled", nil)})
+		}
+		if !strings.HasPrefix(text, "/") { // another command: the person moved on
+			return e.subscribeTo(ctx, m, conv, lang, text)
+		}
+	}
 	if strings.HasPrefix(text, "/") {
 		return e.command(ctx, m, conv, lang, text)
 	}
@@ -191,6 +216,18 @@ func (e *Engine) command(ctx context.Context, m Message, conv *conv, lang faq.La
 			row = append(row, Button{Label: langNames[l], Data: "l:" + string(l)})
 		}
 		return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "language_pick", nil), Buttons: [][]Button{row}})
+	case "/subscribe":
+		if e.subscribe == nil {
+			return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "subscribe_closed", nil)})
+		}
+		if arg != "" {
+			return e.subscribeTo(ctx, m, conv, lang, arg)
+		}
+		conv.Await = "email"
+		if err := e.saveConv(ctx, m, conv); err != nil {
+			return err
+		}
+		return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "subscribe_ask", nil)})
 	case "/human":
 		q := arg
 		if q == "" {
@@ -200,6 +237,23 @@ func (e *Engine) command(ctx context.Context, m Message, conv *conv, lang faq.La
 	}
 	// Not a command we know: treat it as a question.
 	return e.question(ctx, m, conv, text)
+}
+
+// subscribeTo passes an address given in the chat to the mailer, which sends the confirmation mail.
+func (e *Engine) subscribeTo(ctx context.Context, m Message, conv *conv, lang faq.Lang, email string) error {
+	err := e.subscribe(ctx, strings.Trim(email, " <>"), lang, "chat:"+m.Channel, m.Channel+":"+m.Chat, e.text(lang, "subscribe_ask", nil))
+	switch {
+	case errors.Is(err, ErrInvalid):
+		conv.Await = "email" // let them try again
+		if err := e.saveConv(ctx, m, conv); err != nil {
+			return err
+		}
+		return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "subscribe_bad", nil)})
+	case err != nil:
+		e.log.Warn("subscribe from chat", "channel", m.Channel, "err", err)
+		return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "subscribe_failed", map[string]any{"URL": e.subscribeURL})})
+	}
+	return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "subscribe_sent", map[string]any{"Email": strings.ToLower(strings.Trim(email, " <>"))})})
 }
 
 var langNames = map[faq.Lang]string{"en": "English", "de": "Deutsch", "it": "Italiano", "fr": "Français", "es": "Español"}

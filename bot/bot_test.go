@@ -2,6 +2,8 @@ package bot
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -452,5 +454,48 @@ func TestHours(t *testing.T) {
 	}
 	if got := h.Next(sun.Add(48 * time.Hour)); !got.Equal(time.Date(2026, 12, 4, 8, 0, 0, 0, time.UTC)) {
 		t.Errorf("next opening after Tuesday = %v, want Friday 08:00", got)
+	}
+}
+
+func TestSubscribeFromChat(t *testing.T) {
+	f := newFixture(t, noLimit())
+	if r := one(t, f.say(t, "c1", "/subscribe")); !strings.Contains(r.Text, "not open") {
+		t.Errorf("subscribe with no mailer: %q", r.Text)
+	}
+	type request struct{ email, lang, via, source, consent string }
+	var got []request
+	f.e.SetSubscribe("https://platform.example/subscribe", func(_ context.Context, email string, lang faq.Lang, via, source, consent string) error {
+		if !strings.Contains(email, "@") {
+			return fmt.Errorf("%w: %q is not an email address", ErrInvalid, email)
+		}
+		got = append(got, request{email, string(lang), via, source, consent})
+		if email == "down@example.com" {
+			return errors.New("smtp: connection refused")
+		}
+		return nil
+	})
+	f.say(t, "c1", "/language de")
+	if r := one(t, f.say(t, "c1", "/subscribe")); !strings.Contains(r.Text, "E-Mail-Adresse") {
+		t.Fatalf("ask: %q", r.Text)
+	}
+	if r := one(t, f.say(t, "c1", "my address is secret")); !strings.Contains(r.Text, "/cancel") || len(got) != 0 {
+		t.Errorf("not an address: %q", r.Text)
+	}
+	if r := one(t, f.say(t, "c1", "Jo@Firma.de")); !strings.Contains(r.Text, "jo@firma.de") {
+		t.Errorf("sent: %q", r.Text)
+	}
+	if len(got) != 1 || got[0].lang != "de" || got[0].via != "chat:test" || got[0].source != "test:c1" || !strings.Contains(got[0].consent, "Mailings") {
+		t.Errorf("requests: %+v", got)
+	}
+	// The address was taken: the next message is a question again.
+	if r := f.say(t, "c1", "Was ist CSRD?"); len(r) == 0 || strings.Contains(r[0].Text, "/cancel") {
+		t.Errorf("after subscribing: %+v", r)
+	}
+	f.say(t, "c2", "/subscribe")
+	if r := one(t, f.say(t, "c2", "/cancel")); !strings.Contains(r.Text, "no subscription") || len(got) != 1 {
+		t.Errorf("cancel: %q", r.Text)
+	}
+	if r := one(t, f.say(t, "c3", "/subscribe down@example.com")); !strings.Contains(r.Text, "https://platform.example/subscribe") {
+		t.Errorf("failed request: %q", r.Text)
 	}
 }

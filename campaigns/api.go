@@ -23,6 +23,9 @@ type API struct {
 	Worker    WorkerConfig // the public URL and secret for previews and tests
 	Token     string
 	Log       *slog.Logger
+
+	Subscriptions *Subscriptions // POST /api/subscribe
+	Inbound       *Inbound       // POST /api/inbound
 }
 
 // Register adds the API's routes under /api/ to mux.
@@ -40,6 +43,41 @@ func (a *API) Register(mux *http.ServeMux) {
 			return nil, 0, err
 		}
 		return map[string]string{"name": in.Name}, http.StatusCreated, a.Store.CreateList(r.Context(), in)
+	})
+	h("POST /api/subscribe", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
+		var in struct {
+			Email    string   `json:"email"`
+			Name     string   `json:"name"`
+			Company  string   `json:"company"`
+			Language string   `json:"language"`
+			Lists    []string `json:"lists"`
+			Source   string   `json:"source"`  // the form or app the request comes from, recorded with the consent
+			Consent  string   `json:"consent"` // the words the person agreed to; the standard text when empty
+		}
+		if err := decode(r, &in); err != nil {
+			return nil, 0, err
+		}
+		err := a.Subscriptions.Subscribe(r.Context(), Subscription{Email: in.Email, Name: in.Name, Company: in.Company, Language: in.Language,
+			Lists: in.Lists, Via: "api", Source: in.Source, Text: in.Consent})
+		return map[string]string{"status": "confirmation sent"}, http.StatusAccepted, err
+	})
+	// A mail server pipes bounces, complaints and unsubscribe mails here, one raw message per request.
+	h("POST /api/inbound", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
+		lines, err := a.Inbound.Apply(r.Context(), http.MaxBytesReader(w, r.Body, 10<<20))
+		if errors.Is(err, ErrNotBounce) {
+			return map[string]any{"applied": []string{}, "note": "not a bounce, complaint or unsubscribe mail"}, http.StatusOK, nil
+		}
+		if err != nil && !errors.Is(err, ErrInvalid) {
+			err = fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		return map[string]any{"applied": lines}, http.StatusOK, err
+	})
+	h("GET /api/subscribers/{email}", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
+		data, err := a.Store.PersonalData(r.Context(), r.PathValue("email"))
+		return data, http.StatusOK, err
+	})
+	h("DELETE /api/subscribers/{email}", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
+		return map[string]string{"status": "erased"}, http.StatusOK, a.Store.Erase(r.Context(), r.PathValue("email"))
 	})
 	h("POST /api/lists/{name}/subscribers", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
 		// ?confirmed=true vouches that every row has consented, as the CLI's --confirmed does.
@@ -65,6 +103,7 @@ func (a *API) Register(mux *http.ServeMux) {
 			Segment  string            `json:"segment"`
 			From     string            `json:"from"`
 			SendAt   time.Time         `json:"send_at"`
+			Event    string            `json:"event"`
 		}
 		if err := decode(r, &in); err != nil {
 			return nil, 0, err
@@ -79,7 +118,7 @@ func (a *API) Register(mux *http.ServeMux) {
 		if strings.TrimSpace(in.Subject) == "" || strings.TrimSpace(in.Body) == "" {
 			return nil, 0, fmt.Errorf("%w: subject and body are required", ErrInvalid)
 		}
-		created, err := a.Store.CreateCampaign(r.Context(), Campaign{Name: in.Name, Lists: in.Lists, Segment: in.Segment, From: in.From, Content: c, SendAt: in.SendAt},
+		created, err := a.Store.CreateCampaign(r.Context(), Campaign{Name: in.Name, Lists: in.Lists, Segment: in.Segment, From: in.From, Content: c, SendAt: in.SendAt, Event: in.Event},
 			func(c Content) error { _, err := Compile(c, a.Layout); return err })
 		return created, http.StatusCreated, err
 	})
@@ -184,6 +223,10 @@ func (a *API) auth(fn func(w http.ResponseWriter, r *http.Request) (any, int, er
 				status = http.StatusBadRequest
 			case errors.Is(err, ErrExists), errors.Is(err, ErrState):
 				status = http.StatusConflict
+			case errors.Is(err, ErrTooMany):
+				status = http.StatusTooManyRequests
+			case errors.Is(err, ErrNotSent):
+				status = http.StatusServiceUnavailable
 			default:
 				a.Log.Error("api", "path", r.URL.Path, "err", err)
 				err = errors.New("internal error")

@@ -100,3 +100,58 @@ func TestAPI(t *testing.T) {
 		t.Errorf("failures: %d %q", code, body)
 	}
 }
+
+func TestAPISubscriptionsAndPrivacy(t *testing.T) {
+	sink := smtptest.New(t)
+	s, subs, _ := mustSubscriptions(t, sink)
+	api := &API{Store: s, Layout: mustLayout(t), Token: "tok", Log: slog.New(slog.DiscardHandler), Subscriptions: subs,
+		Inbound: &Inbound{Store: s, Secret: testSecret, HardBounces: 3}}
+	mux := http.NewServeMux()
+	api.Register(mux)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	call := func(method, path, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer tok")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, tc := range []struct {
+		body string
+		code int
+		want string
+	}{
+		{`{"email":"jo@example.de","language":"de","source":"fair app"}`, 202, "confirmation sent"},
+		{`{"email":"not an address"}`, 400, "not an email address"},
+		{`{"email":"jo@example.de","lists":["secret"]}`, 404, `list \"secret\": not found`},
+		{`{"email":"jo@example.de","colour":"red"}`, 400, "unknown field"},
+	} {
+		if code, body := call("POST", "/api/subscribe", tc.body); code != tc.code || !strings.Contains(body, tc.want) {
+			t.Errorf("subscribe %s: %d %s", tc.body, code, body)
+		}
+	}
+	if sink.Got("jo@example.de") != 1 || status(t, s, "jo@example.de") != Unconfirmed {
+		t.Errorf("confirmation mails: %d", sink.Got("jo@example.de"))
+	}
+	code, body := call("GET", "/api/subscribers/jo@example.de", "")
+	var data PersonalData
+	json.Unmarshal([]byte(body), &data)
+	if code != 200 || data.Subscriber == nil || len(data.Consent) != 1 || data.Consent[0].Source != "fair app" || data.Consent[0].Via != "api" {
+		t.Errorf("personal data: %d %s", code, body)
+	}
+	if code, body := call("DELETE", "/api/subscribers/jo@example.de", ""); code != 200 {
+		t.Errorf("erase: %d %s", code, body)
+	}
+	if code, _ := call("GET", "/api/subscribers/jo@example.de", ""); code != 404 {
+		t.Errorf("personal data after erasure: %d", code)
+	}
+	if code, body := call("POST", "/api/inbound", "From: a@example.com\r\nSubject: hello\r\n\r\nhi"); code != 200 || !strings.Contains(body, "not a bounce") {
+		t.Errorf("inbound ordinary mail: %d %s", code, body)
+	}
+}

@@ -95,7 +95,7 @@ func BenchmarkSend(b *testing.B) {
 		sub, _ := s.Subscriber(context.Background(), "r000001@example.com")
 		msgs := make([]*mail.Msg, n)
 		for i := range msgs {
-			m, err := w.message(c, sub)
+			m, err := w.message(context.Background(), c, sub)
 			if err != nil {
 				b.Fatal(err)
 			}

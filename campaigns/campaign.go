@@ -36,6 +36,7 @@ type Campaign struct {
 	State    string    `json:"state"`
 	Reason   string    `json:"reason,omitempty"` // why it paused by itself
 	SendAt   time.Time `json:"send_at,omitzero"`
+	Event    string    `json:"event,omitempty"` // an event (see event.go) every mail invites to, with its .ics`
 	Created  time.Time `json:"created"`
 	Started  time.Time `json:"started,omitzero"`
 	Finished time.Time `json:"finished,omitzero"`
@@ -89,6 +90,11 @@ func (s *Store) CreateCampaign(ctx context.Context, c Campaign, check func(Conte
 	}
 	if _, err := compileSegment(c.Segment); err != nil {
 		return nil, err
+	}
+	if c.Event != "" {
+		if _, err := s.Event(ctx, c.Event); err != nil {
+			return nil, fmt.Errorf("campaign: %w", err)
+		}
 	}
 	id, err := s.rdb.Incr(ctx, seqKey).Result()
 	if err != nil {
@@ -292,11 +298,24 @@ func (s *Store) Preview(ctx context.Context, id int64, email string, layout *tem
 			return Rendered{}, err
 		}
 	}
-	m, err := Compile(c.Content, layout)
+	m, err := s.mailing(ctx, c, layout, cfg.PublicURL)
 	if err != nil {
 		return Rendered{}, err
 	}
 	return m.Render(sub, strings.TrimRight(cfg.PublicURL, "/")+"/unsubscribe/"+UnsubscribeToken(cfg.Secret, sub.Email))
+}
+
+// mailing compiles a campaign's content, with its event if it has one.
+func (s *Store) mailing(ctx context.Context, c *Campaign, layout *templates.Mail, publicURL string) (*Mailing, error) {
+	m, err := Compile(c.Content, layout)
+	if err != nil || c.Event == "" {
+		return m, err
+	}
+	ev, err := s.Event(ctx, c.Event)
+	if err != nil {
+		return nil, err
+	}
+	return m, m.SetEvent(ev, publicURL, s.now())
 }
 
 // SendTest sends one message of a campaign to an address, as the subscriber with that address if there is one.
@@ -318,7 +337,7 @@ func (s *Store) SendTest(ctx context.Context, id int64, to string, layout *templ
 		return err
 	}
 	w := NewWorker(s, t, layout, cfg, slog.New(slog.DiscardHandler))
-	m, err := w.message(c, sub)
+	m, err := w.message(ctx, c, sub)
 	if err != nil {
 		return fmt.Errorf("campaign test: %w", err)
 	}

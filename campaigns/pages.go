@@ -193,6 +193,13 @@ func (s *Subscriptions) mac(v string) string {
 // Handler serves the public pages.
 func (s *Subscriptions) Handler() http.Handler {
 	mux := http.NewServeMux()
+	s.Register(mux)
+	return mux
+}
+
+// Register adds the public pages' routes to mux: /subscribe, /confirm/, /unsubscribe/, /preferences/, /export/
+// and /events/.
+func (s *Subscriptions) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /subscribe", s.subscribeForm)
 	mux.HandleFunc("POST /subscribe", s.subscribePost)
 	mux.HandleFunc("GET /confirm/{token}", s.confirmPage)
@@ -201,7 +208,31 @@ func (s *Subscriptions) Handler() http.Handler {
 	mux.HandleFunc("POST /unsubscribe/{token}", s.unsubscribePost)
 	mux.HandleFunc("POST /preferences/{token}", s.preferencesPost)
 	mux.HandleFunc("POST /export/{token}", s.exportPost)
-	return mux
+	mux.HandleFunc("GET /events/{file}", s.eventFile)
+}
+
+// eventFile serves an event's calendar file, for the "add to calendar" link of its mails.
+func (s *Subscriptions) eventFile(w http.ResponseWriter, r *http.Request) {
+	id, ok := strings.CutSuffix(r.PathValue("file"), ".ics")
+	ev, err := s.store.Event(r.Context(), id)
+	if !ok || errors.Is(err, ErrNotFound) {
+		http.NotFound(w, r)
+		return
+	}
+	if err != nil {
+		s.log.Error("event file", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	ics, err := ev.ICS(EventDomain(s.cfg.PublicURL), time.Now())
+	if err != nil {
+		s.log.Error("event file", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/calendar; charset=utf-8")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+ev.ID+`.ics"`)
+	w.Write(ics)
 }
 
 // pageData is what the page template sees.

@@ -1,6 +1,7 @@
 package campaigns
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -533,7 +534,7 @@ func (w *Worker) process(ctx context.Context, conn Conn, j job) result {
 	if sub.Status != Active {
 		return result{j: j, kind: "fail", o: outcome{reason: "the subscriber is " + sub.Status}}
 	}
-	m, err := w.message(j.c, sub)
+	m, err := w.message(ctx, j.c, sub)
 	if err != nil {
 		return result{j: j, kind: "fail", o: outcome{reason: "cannot render: " + oneLine(err.Error())}}
 	}
@@ -665,13 +666,13 @@ func (w *Worker) segment(c *Campaign) (*vm.Program, error) {
 }
 
 // mailing returns the campaign's compiled content, compiled once per worker.
-func (w *Worker) mailing(c *Campaign) (*Mailing, error) {
+func (w *Worker) mailing(ctx context.Context, c *Campaign) (*Mailing, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if m, ok := w.mailings[c.ID]; ok {
 		return m, nil
 	}
-	m, err := Compile(c.Content, w.layout)
+	m, err := w.store.mailing(ctx, c, w.layout, w.cfg.PublicURL)
 	if err != nil {
 		return nil, err
 	}
@@ -680,8 +681,8 @@ func (w *Worker) mailing(c *Campaign) (*Mailing, error) {
 }
 
 // message builds a recipient's mail.
-func (w *Worker) message(c *Campaign, sub *Subscriber) (*mail.Msg, error) {
-	mailing, err := w.mailing(c)
+func (w *Worker) message(ctx context.Context, c *Campaign, sub *Subscriber) (*mail.Msg, error) {
+	mailing, err := w.mailing(ctx, c)
 	if err != nil {
 		return nil, err
 	}
@@ -735,5 +736,11 @@ func buildMessage(c *Campaign, sub *Subscriber, r Rendered, unsubURL, token stri
 	m.SetGenHeader("X-Csrdesk-Campaign", strconv.FormatInt(c.ID, 10))
 	m.SetBulk()
 	m.SetDate()
+	if r.ICS != nil {
+		err := m.AttachReader("invitation.ics", bytes.NewReader(r.ICS), mail.WithFileContentType(mail.ContentType("text/calendar; charset=utf-8; method=PUBLISH")))
+		if err != nil {
+			return nil, err
+		}
+	}
 	return m, nil
 }

@@ -8,8 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"text/template"
+	"time"
 
 	"github.com/yuin/goldmark"
 
@@ -67,6 +70,9 @@ type Mailing struct {
 	subject map[string]*template.Template
 	frame   map[string][2]layoutFrame // language of the footer -> HTML and text frames
 	size    map[string]int            // length of the body's source, to size a message
+	// An event's block under the body, by language of the footer, and its calendar file; nil without an event.
+	eventHTML, eventText map[string]string
+	ics                  []byte
 }
 
 // layoutFrame is a layout rendered with placeholders, cut where the subject, the body and the unsubscribe link go.
@@ -120,6 +126,7 @@ func (f layoutFrame) size() int {
 // Rendered is one recipient's message.
 type Rendered struct {
 	Subject, HTML, Text string
+	ICS                 []byte // the campaign's event as an iCalendar file (shared: do not modify), or nil
 }
 
 // sample is the subscriber a mailing is tried on when it is compiled, so that a mistake in a template shows when
@@ -233,10 +240,7 @@ func (m *Mailing) Render(sub *Subscriber, unsubscribeURL string) (Rendered, erro
 	if !ok {
 		subj = m.subject[""]
 	}
-	frame, ok := m.frame[sub.Language]
-	if !ok {
-		frame = m.frame["en"]
-	}
+	frame := m.frame[footerLang(sub.Language)]
 	data := mailData{Subscriber: sub, UnsubscribeURL: unsubscribeURL}
 	var subject strings.Builder
 	if err := subj.Execute(&subject, data); err != nil {
@@ -251,7 +255,10 @@ func (m *Mailing) Render(sub *Subscriber, unsubscribeURL string) (Rendered, erro
 		case slotSubject:
 			html.WriteString(htmlescape.EscapeString(r.Subject))
 		case slotBody:
-			return m.html[lang].Execute(&html, data)
+			if err := m.html[lang].Execute(&html, data); err != nil {
+				return err
+			}
+			html.WriteString(m.eventHTML[footerLang(sub.Language)])
 		case slotUnsub:
 			html.WriteString(htmlescape.EscapeString(unsubscribeURL))
 		}
@@ -266,7 +273,10 @@ func (m *Mailing) Render(sub *Subscriber, unsubscribeURL string) (Rendered, erro
 		case slotSubject:
 			text.WriteString(r.Subject)
 		case slotBody:
-			return m.text[lang].Execute(&text, data)
+			if err := m.text[lang].Execute(&text, data); err != nil {
+				return err
+			}
+			text.WriteString(m.eventText[footerLang(sub.Language)])
 		case slotUnsub:
 			text.WriteString(unsubscribeURL)
 		}
@@ -275,6 +285,73 @@ func (m *Mailing) Render(sub *Subscriber, unsubscribeURL string) (Rendered, erro
 	if err != nil {
 		return Rendered{}, err
 	}
-	r.HTML, r.Text = html.String(), text.String()
+	r.HTML, r.Text, r.ICS = html.String(), text.String(), m.ics
 	return r, nil
+}
+
+// footerLang is the language a subscriber's layout, footer and event block are in: theirs, or English.
+func footerLang(lang string) string {
+	if slices.Contains(templates.Langs, lang) {
+		return lang
+	}
+	return "en"
+}
+
+// eventView is what an event's block in a mailing shows, in one language.
+type eventView struct {
+	Title, When, Place, URL, Google, Outlook, ICS string
+	L                                             map[string]string // labels
+}
+
+var eventHTML = htmltemplate.Must(htmltemplate.New("event").Parse(`
+<table role="presentation" width="100%" cellpadding="0" cellspacing="0" style="margin-top:20px;"><tr>
+<td style="padding:14px 18px;background:#f3f5f8;border-left:4px solid #0b5cad;border-radius:4px;font-size:15px;line-height:1.6;">
+<strong>{{.Title}}</strong><br>
+{{.L.event_when}}: {{.When}}<br>
+{{if .Place}}{{.L.event_where}}: {{.Place}}<br>{{end}}
+{{if .URL}}{{.L.event_online}}: <a href="{{.URL}}">{{.URL}}</a><br>{{end}}
+{{.L.event_add}}: <a href="{{.Google}}">Google</a> · <a href="{{.Outlook}}">Outlook</a> · <a href="{{.ICS}}">{{.L.event_ics}}</a>
+</td></tr></table>`))
+
+var eventText = template.Must(template.New("event").Parse(`
+
+{{.Title}}
+{{.L.event_when}}: {{.When}}
+{{if .Place}}{{.L.event_where}}: {{.Place}}
+{{end}}{{if .URL}}{{.L.event_online}}: {{.URL}}
+{{end}}{{.L.event_add}}: {{.ICS}}`))
+
+// pageTexts are the texts of the public pages and the event block, loaded once: they are embedded and fixed.
+var pageTexts = sync.OnceValues(templates.Pages)
+
+// SetEvent puts an event under the body of every message, in the subscriber's language, and its calendar file
+// in every message as an attachment. Links point to the public pages at publicURL.
+func (m *Mailing) SetEvent(ev *Event, publicURL string, now time.Time) error {
+	texts, err := pageTexts()
+	if err != nil {
+		return err
+	}
+	publicURL = strings.TrimRight(publicURL, "/")
+	if m.ics, err = ev.ICS(EventDomain(publicURL), now); err != nil {
+		return err
+	}
+	icsURL := publicURL + "/events/" + ev.ID + ".ics"
+	links := ev.CalendarLinks(icsURL)
+	m.eventHTML, m.eventText = map[string]string{}, map[string]string{}
+	for _, lang := range templates.Langs {
+		v := eventView{Title: ev.Title, When: ev.When(lang), Place: ev.Place, URL: ev.URL, Google: links.Google, Outlook: links.Outlook, ICS: icsURL,
+			L: map[string]string{}}
+		for _, k := range []string{"event_when", "event_where", "event_online", "event_add", "event_ics"} {
+			v.L[k] = texts.Text(lang, k, nil)
+		}
+		var h, t strings.Builder
+		if err := eventHTML.Execute(&h, v); err != nil {
+			return err
+		}
+		if err := eventText.Execute(&t, v); err != nil {
+			return err
+		}
+		m.eventHTML[lang], m.eventText[lang] = h.String(), t.String()
+	}
+	return nil
 }

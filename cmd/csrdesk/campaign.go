@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -36,7 +37,12 @@ func mailer(cfg config) (mail, error) {
 	var m mail
 	var err error
 	m.worker = campaigns.DefaultWorkerConfig()
+	if cfg.Secret == "" {
+		return m, errors.New("CSRDESK_SECRET is required: it signs the unsubscribe and confirmation links in mails, which must keep working " +
+			"across restarts and processes (make one with: head -c 32 /dev/urandom | base64)")
+	}
 	m.worker.Rate, m.worker.PublicURL, m.worker.Secret = cfg.MailRate, cfg.PublicURL, []byte(cfg.Secret)
+	m.worker.Bounces = cfg.BounceAddress
 	if cfg.ClaimIdle > 0 {
 		m.worker.ClaimIdle = cfg.ClaimIdle
 	}
@@ -145,6 +151,8 @@ func campaignCreate(ctx context.Context, cfg config, args []string, stdout io.Wr
 	from := fl.String("from", cfg.MailFrom, "the sender address")
 	sendAt := fl.String("send-at", "", "when to send: 2026-12-01T09:00:00+01:00, or 2026-12-01 09:00 (UTC)")
 	segment := fl.String("segment", "", `only subscribers this expression selects, e.g. 'Country == "DE" && Language in ["de","en"]'`)
+	event := fl.String("event", "", "an event (csrdesk events) every mail invites to, with its .ics file")
+	before := fl.Duration("send-before", 0, "with --event: send this long before the event starts, e.g. 24h (a reminder)")
 	var lists stringList
 	fl.Var(&lists, "list", "a list to send to (repeat for more)")
 	if _, err := parseFlags(fl, args); err != nil {
@@ -162,6 +170,9 @@ func campaignCreate(ctx context.Context, cfg config, args []string, stdout io.Wr
 			}
 		}
 	}
+	if *before != 0 && (*event == "" || *sendAt != "") {
+		return usageError("campaign create: --send-before needs --event, and replaces --send-at")
+	}
 	content, err := campaigns.LoadContent(*body, *subject)
 	if err != nil {
 		return err
@@ -171,7 +182,16 @@ func campaignCreate(ctx context.Context, cfg config, args []string, stdout io.Wr
 		return err
 	}
 	return withStore(ctx, cfg, func(s *campaigns.Store) error {
-		c, err := s.CreateCampaign(ctx, campaigns.Campaign{Name: *name, Lists: lists, Segment: *segment, From: *from, Content: content, SendAt: at},
+		if *before != 0 {
+			ev, err := s.Event(ctx, *event)
+			if err != nil {
+				return err
+			}
+			if at = ev.Start.Add(-*before); at.Before(time.Now()) {
+				return fmt.Errorf("campaign create: %w: %s before the event is %s, already past", campaigns.ErrInvalid, *before, at.Format(time.RFC3339))
+			}
+		}
+		c, err := s.CreateCampaign(ctx, campaigns.Campaign{Name: *name, Lists: lists, Segment: *segment, From: *from, Content: content, SendAt: at, Event: *event},
 			func(c campaigns.Content) error { _, err := campaigns.Compile(c, layout); return err })
 		if err != nil {
 			return err

@@ -128,7 +128,7 @@ func TestWorkerKilledMidCampaign(t *testing.T) {
 	runCmd(t, e, "campaign", "start", id)
 	start := func() *exec.Cmd {
 		cmd := exec.Command(bin, "worker")
-		cmd.Env = append(os.Environ(), "CSRDESK_REDIS_URL="+url, "CSRDESK_SMTP_URL=smtp://"+sink.Addr+"?tls=none", "CSRDESK_MAIL_RATE=800", "CSRDESK_LOG_LEVEL=warn")
+		cmd.Env = append(os.Environ(), "CSRDESK_SECRET=test secret", "CSRDESK_REDIS_URL="+url, "CSRDESK_SMTP_URL=smtp://"+sink.Addr+"?tls=none", "CSRDESK_MAIL_RATE=800", "CSRDESK_LOG_LEVEL=warn")
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -148,7 +148,7 @@ func TestWorkerKilledMidCampaign(t *testing.T) {
 	// The last worker finishes the campaign. Jobs of the killed ones are claimed after ClaimIdle (2 minutes by
 	// default), so this test shortens it through the worker's environment.
 	cmd := exec.Command(bin, "worker")
-	cmd.Env = append(os.Environ(), "CSRDESK_REDIS_URL="+url, "CSRDESK_SMTP_URL=smtp://"+sink.Addr+"?tls=none", "CSRDESK_MAIL_RATE=0",
+	cmd.Env = append(os.Environ(), "CSRDESK_SECRET=test secret", "CSRDESK_REDIS_URL="+url, "CSRDESK_SMTP_URL=smtp://"+sink.Addr+"?tls=none", "CSRDESK_MAIL_RATE=0",
 		"CSRDESK_LOG_LEVEL=warn", "CSRDESK_MAIL_CLAIM_IDLE=1s")
 	cmd.Start()
 	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()

@@ -11,6 +11,7 @@ import (
 	"csrdesk/bot"
 	"csrdesk/bot/slack"
 	"csrdesk/bot/telegram"
+	"csrdesk/campaigns"
 	"csrdesk/faq"
 )
 
@@ -36,8 +37,11 @@ type config struct {
 	OutboxDir string
 	MailRate  int
 	MailFrom  string
-	ClaimIdle time.Duration // how long a dead worker's jobs wait before another takes them
-	APIToken  string
+	// BounceAddress is the base of campaign mails' return paths (bounces+<campaign>-<subscriber>@domain);
+	// empty for bounces@ the sender's domain.
+	BounceAddress string
+	ClaimIdle     time.Duration // how long a dead worker's jobs wait before another takes them
+	APIToken      string
 
 	DKIMKeyFile, DKIMDomain, DKIMSelector string
 }
@@ -156,6 +160,12 @@ func parseConfig(getenv func(string) string) (config, error) {
 	str("CSRDESK_SMTP_URL", &c.SMTPURL)
 	str("CSRDESK_OUTBOX_DIR", &c.OutboxDir)
 	str("CSRDESK_MAIL_FROM", &c.MailFrom)
+	str("CSRDESK_BOUNCE_ADDRESS", &c.BounceAddress)
+	if c.BounceAddress != "" {
+		if a, err := campaigns.NormalizeEmail(c.BounceAddress); err != nil || a != strings.ToLower(c.BounceAddress) || strings.Contains(a, "+") {
+			errs = append(errs, "CSRDESK_BOUNCE_ADDRESS: want a plain address without +, e.g. bounces@platform.example")
+		}
+	}
 	duration("CSRDESK_MAIL_CLAIM_IDLE", &c.ClaimIdle)
 	str("CSRDESK_API_TOKEN", &c.APIToken)
 	str("CSRDESK_DKIM_KEY_FILE", &c.DKIMKeyFile)

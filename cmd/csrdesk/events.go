@@ -269,4 +269,3 @@ func eventShow(ctx context.Context, cfg config, args []string, stdout io.Writer)
 		return tw.Flush()
 	})
 }
-

@@ -27,7 +27,7 @@ var redisSrv *rdbtest.Server
 func TestMain(m *testing.M) { os.Exit(rdbtest.Main(m, &redisSrv)) }
 
 func env(kv ...string) func(string) string {
-	m := map[string]string{}
+	m := map[string]string{"CSRDESK_SECRET": "test secret, not for production"}
 	for i := 0; i+1 < len(kv); i += 2 {
 		m[kv[i]] = kv[i+1]
 	}

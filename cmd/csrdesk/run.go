@@ -17,13 +17,23 @@ Usage:
   csrdesk faq ask [--lang xx] [--json] "question"
                                       show the matcher's decision for a question
   csrdesk faq eval [--calibrate] FILE score the matcher on a labelled question set
-  csrdesk lists [create NAME]         show the mailing lists, or create one
-  csrdesk subscribers import FILE.csv --list NAME
+  csrdesk lists [create NAME [--public] [--title T]]
+                                      show the mailing lists, or create one (public: on the subscribe form)
+  csrdesk subscribers import FILE.csv --list NAME [--confirmed]
                                       import subscribers (header row; email, name, company, country,
-                                      language, role, and any other columns as attributes)
+                                      language, role, and any other columns as attributes); new ones are
+                                      unconfirmed unless --confirmed vouches for their consent
   csrdesk subscribers export --list NAME
                                       write a list's subscribers as CSV
+  csrdesk subscribers subscribe EMAIL [--list L] [--lang xx] [--name N]
+                                      send the double opt-in confirmation mail
+  csrdesk subscribers export EMAIL    everything held about an address, as JSON
+  csrdesk subscribers delete EMAIL    erase an address everywhere (a suppression hash stays)
+  csrdesk bounces FILE.eml|DIR ...    apply bounce reports (DSN), complaints (ARF) and unsubscribe mails
+  csrdesk events [create|update ID|show ID [--ics]] ...
+                                      events that campaigns invite to, with their calendar file
   csrdesk campaign create --name N --subject S --body-file F.md --list L [--list L2] [--send-at T] [--from A]
+                      [--event ID [--send-before 24h]] [--segment EXPR]
   csrdesk campaign preview ID [--subscriber EMAIL] | test ID --to ADDR
   csrdesk campaign start|pause|resume|cancel ID
   csrdesk campaign status ID [--json] [--watch] | failures ID | resend-failed ID
@@ -79,6 +89,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return worker(ctx, cfg, args[1:], stderr)
 	case "events":
 		return eventsCommand(ctx, cfg, args[1:], stdout)
+	case "bounces":
+		return bouncesCommand(ctx, cfg, args[1:], stdout)
 	}
 	return usageError(fmt.Sprintf("unknown command %q (try csrdesk help)", args[0]))
 }

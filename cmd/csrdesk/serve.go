@@ -82,6 +82,30 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	webSrv.Register(mux)
 
+	m, err := mailer(cfg)
+	if err != nil {
+		return err
+	}
+	store := campaigns.NewStore(rc)
+	mailWorker := campaigns.NewWorker(store, m.transport, m.layout, m.worker, log)
+	subs, err := campaigns.NewSubscriptions(store, m.transport,
+		campaigns.SubscriptionsConfig{PublicURL: cfg.PublicURL, From: cfg.MailFrom, Secret: m.worker.Secret}, log)
+	if err != nil {
+		return err
+	}
+	subs.Register(mux)
+	engine.SetSubscribe(cfg.PublicURL+"/subscribe", func(ctx context.Context, email string, lang faq.Lang, via, source, consent string) error {
+		err := subs.Subscribe(ctx, campaigns.Subscription{Email: email, Language: string(lang), Via: via, Source: source, Text: consent})
+		if errors.Is(err, campaigns.ErrInvalid) {
+			return fmt.Errorf("%w: %v", bot.ErrInvalid, err)
+		}
+		return err
+	})
+	if cfg.APIToken != "" {
+		(&campaigns.API{Store: store, Layout: m.layout, Transport: m.transport, Worker: m.worker, Token: cfg.APIToken, Log: log,
+			Subscriptions: subs, Inbound: &campaigns.Inbound{Store: store, Secret: m.worker.Secret, HardBounces: m.worker.HardBounces}}).Register(mux)
+	}
+
 	if cfg.Slack.BotToken != "" {
 		sl, err := slack.New(cfg.Slack, engine, kb.Matcher, rc, log)
 		if err != nil {
@@ -138,15 +162,6 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 		}
 	}()
 	go remind(ctx, engine, log)
-	m, err := mailer(cfg)
-	if err != nil {
-		return err
-	}
-	store := campaigns.NewStore(rc)
-	mailWorker := campaigns.NewWorker(store, m.transport, m.layout, m.worker, log)
-	if cfg.APIToken != "" {
-		(&campaigns.API{Store: store, Layout: m.layout, Transport: m.transport, Worker: m.worker, Token: cfg.APIToken, Log: log}).Register(mux)
-	}
 	workerCtx, stopWorker := context.WithCancel(ctx)
 	workerDone := make(chan struct{})
 	go func() {

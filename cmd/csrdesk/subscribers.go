@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"text/tabwriter"
@@ -74,18 +76,66 @@ func listsCommand(ctx context.Context, cfg config, args []string, stdout io.Writ
 
 func subscribersCommand(ctx context.Context, cfg config, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError("subscribers: want import FILE.csv --list NAME, or export --list NAME")
+		return usageError("subscribers: want import FILE.csv --list NAME, export --list NAME, export EMAIL, delete EMAIL or subscribe EMAIL")
 	}
 	fl := flag.NewFlagSet("subscribers "+args[0], flag.ContinueOnError)
-	list := fl.String("list", "", "the list")
+	var lists stringList
+	fl.Var(&lists, "list", "the list (subscribe: repeat for more; none for every public list)")
 	confirmed := fl.Bool("confirmed", false, "import: the rows have consented already (recorded as such); without it new subscribers must confirm")
+	lang := fl.String("lang", "", "subscribe: the language of the confirmation mail and the mailings")
+	name := fl.String("name", "", "subscribe: the person's name")
 	pos, err := parseFlags(fl, args[1:])
 	if err != nil {
 		return err
 	}
-	if *list == "" {
-		return usageError(fmt.Sprintf("subscribers %s: --list NAME is required", args[0]))
+	switch {
+	case args[0] == "export" && len(pos) == 1 && len(lists) == 0:
+		return withStore(ctx, cfg, func(s *campaigns.Store) error {
+			data, err := s.PersonalData(ctx, pos[0])
+			if err != nil {
+				return err
+			}
+			enc := json.NewEncoder(stdout)
+			enc.SetIndent("", "  ")
+			return enc.Encode(data)
+		})
+	case args[0] == "delete":
+		if len(pos) != 1 {
+			return usageError("subscribers delete: want one address")
+		}
+		return withStore(ctx, cfg, func(s *campaigns.Store) error {
+			if err := s.Erase(ctx, pos[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s erased: lists, consent history and delivery records; only a suppression hash is left, so imports skip it\n", pos[0])
+			return nil
+		})
+	case args[0] == "subscribe":
+		if len(pos) != 1 {
+			return usageError("subscribers subscribe: want one address, e.g. subscribers subscribe anna@example.it --lang it")
+		}
+		m, err := mailer(cfg)
+		if err != nil {
+			return err
+		}
+		return withStore(ctx, cfg, func(s *campaigns.Store) error {
+			subs, err := campaigns.NewSubscriptions(s, m.transport, campaigns.SubscriptionsConfig{PublicURL: cfg.PublicURL, From: cfg.MailFrom, Secret: m.worker.Secret},
+				slog.New(slog.NewTextHandler(stderr, nil)))
+			if err != nil {
+				return err
+			}
+			err = subs.Subscribe(ctx, campaigns.Subscription{Email: pos[0], Name: *name, Language: *lang, Lists: lists, Via: "staff", Source: "csrdesk subscribers subscribe"})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "confirmation mail sent to %s: they are subscribed once they open its link\n", pos[0])
+			return nil
+		})
 	}
+	if len(lists) != 1 {
+		return usageError(fmt.Sprintf("subscribers %s: one --list NAME is required", args[0]))
+	}
+	list := &lists[0]
 	switch args[0] {
 	case "import":
 		if len(pos) != 1 {
@@ -111,6 +161,9 @@ func subscribersCommand(ctx context.Context, cfg config, args []string, stdout, 
 					fmt.Fprintf(stdout, "%s:%s\n", pos[0], w[len("line "):])
 				}
 				fmt.Fprintf(stdout, "%s: %d added, %d updated, %d not imported\n", *list, rep.Added, rep.Updated, len(rep.Problems))
+				if rep.Added > 0 && !*confirmed {
+					fmt.Fprintf(stdout, "the %d new subscribers are unconfirmed: they receive no campaign until they confirm (send each a confirmation with: csrdesk subscribers subscribe EMAIL), or import with --confirmed if they have consented already\n", rep.Added)
+				}
 			}
 			if err != nil {
 				return err
@@ -126,7 +179,7 @@ func subscribersCommand(ctx context.Context, cfg config, args []string, stdout, 
 		}
 		return withStore(ctx, cfg, func(s *campaigns.Store) error { return s.Export(ctx, *list, stdout) })
 	}
-	return usageError(fmt.Sprintf("subscribers: unknown command %q (want import or export)", args[0]))
+	return usageError(fmt.Sprintf("subscribers: unknown command %q (want import, export, delete or subscribe)", args[0]))
 }
 
 func isTerminal(w io.Writer) bool {
