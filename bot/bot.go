@@ -38,6 +38,7 @@ type Reply struct {
 	Text    string
 	Buttons [][]Button // rows of buttons
 	From    string     // "bot" or "staff"
+	Private bool       // kept out of the conversation's history: it holds personal data (an email address)
 }
 
 // Button is a choice offered with a reply; Data comes back in Message.Data when it is pressed.
@@ -125,7 +126,9 @@ func (e *Engine) send(ctx context.Context, channel, chat string, r Reply) error 
 	if ch == nil {
 		return fmt.Errorf("send to %s: no such channel", channel)
 	}
-	e.remember(ctx, channel, chat, r.From, r.Text)
+	if !r.Private {
+		e.remember(ctx, channel, chat, r.From, r.Text)
+	}
 	if err := ch.Send(ctx, chat, r); err != nil {
 		return fmt.Errorf("send to %s chat: %w", channel, err)
 	}
@@ -160,13 +163,8 @@ func (e *Engine) Handle(ctx context.Context, m Message) error {
 	if conv.Ticket != 0 {
 		return e.toTicket(ctx, m, conv, text)
 	}
-	if text != "/start" { // pages and apps send it to greet; it says nothing to staff
-		e.remember(ctx, m.Channel, m.Chat, "user", text)
-	}
-	if m.Data != "" {
-		return e.button(ctx, m, conv, lang)
-	}
-	if conv.Await == "email" {
+	// The answer to /subscribe is an address: it goes to the mailer, not into the chat's history.
+	if m.Data == "" && conv.Await == "email" {
 		conv.Await = ""
 		if err := e.saveConv(ctx, m, conv); err != nil {
 			return err
@@ -177,6 +175,12 @@ func (e *Engine) Handle(ctx context.Context, m Message) error {
 		if !strings.HasPrefix(text, "/") { // another command: the person moved on
 			return e.subscribeTo(ctx, m, conv, lang, text)
 		}
+	}
+	if text != "/start" && !strings.HasPrefix(strings.ToLower(text), "/subscribe ") { // /start says nothing to staff; /subscribe ADDR is personal
+		e.remember(ctx, m.Channel, m.Chat, "user", text)
+	}
+	if m.Data != "" {
+		return e.button(ctx, m, conv, lang)
 	}
 	if strings.HasPrefix(text, "/") {
 		return e.command(ctx, m, conv, lang, text)
@@ -248,12 +252,12 @@ func (e *Engine) subscribeTo(ctx context.Context, m Message, conv *conv, lang fa
 		if err := e.saveConv(ctx, m, conv); err != nil {
 			return err
 		}
-		return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "subscribe_bad", nil)})
+		return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "subscribe_bad", nil), Private: true})
 	case err != nil:
 		e.log.Warn("subscribe from chat", "channel", m.Channel, "err", err)
 		return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "subscribe_failed", map[string]any{"URL": e.subscribeURL})})
 	}
-	return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "subscribe_sent", map[string]any{"Email": strings.ToLower(strings.Trim(email, " <>"))})})
+	return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "subscribe_sent", map[string]any{"Email": strings.ToLower(strings.Trim(email, " <>"))}), Private: true})
 }
 
 var langNames = map[faq.Lang]string{"en": "English", "de": "Deutsch", "it": "Italiano", "fr": "Français", "es": "Español"}
