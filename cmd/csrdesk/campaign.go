@@ -33,13 +33,15 @@ type mail struct {
 
 // mailer reads the layout, the transport (SMTP, or .eml files without CSRDESK_SMTP_URL) and the DKIM key, so
 // that a bad key or URL stops the start, not each message.
+var errNoSecret = errors.New("CSRDESK_SECRET is required: it signs the unsubscribe and confirmation links in mails and staff " +
+	"sessions, which must keep working across restarts and processes (make one with: head -c 32 /dev/urandom | base64)")
+
 func mailer(cfg config) (mail, error) {
 	var m mail
 	var err error
 	m.worker = campaigns.DefaultWorkerConfig()
 	if cfg.Secret == "" {
-		return m, errors.New("CSRDESK_SECRET is required: it signs the unsubscribe and confirmation links in mails, which must keep working " +
-			"across restarts and processes (make one with: head -c 32 /dev/urandom | base64)")
+		return m, errNoSecret
 	}
 	m.worker.Rate, m.worker.PublicURL, m.worker.Secret = cfg.MailRate, cfg.PublicURL, []byte(cfg.Secret)
 	m.worker.Bounces = cfg.BounceAddress

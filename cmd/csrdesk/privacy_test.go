@@ -78,3 +78,13 @@ func TestSubscribersSideCommands(t *testing.T) {
 		t.Errorf("export after delete: %v", err)
 	}
 }
+
+// Mail links signed with an empty key could be forged: nothing that sends mail starts without the secret.
+func TestNoMailWithoutSecret(t *testing.T) {
+	e := env("CSRDESK_SECRET", "", "CSRDESK_REDIS_URL", redisSrv.URL(redisSrv.DB(t)), "CSRDESK_HTTP_ADDR", "127.0.0.1:0")
+	for _, args := range [][]string{{"serve"}, {"worker"}, {"subscribers", "subscribe", "a@example.com"}} {
+		if _, _, err := runCmd(t, e, args...); err == nil || !strings.Contains(err.Error(), "CSRDESK_SECRET is required") {
+			t.Errorf("%v without a secret: %v", args, err)
+		}
+	}
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,12 +63,10 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	engine := bot.New(cfg.Bot, rc, kb.Matcher, texts, bot.NewMetrics(reg), log)
 
-	secret := []byte(cfg.Secret)
-	if len(secret) == 0 {
-		secret = make([]byte, 32)
-		rand.Read(secret)
-		log.Warn("CSRDESK_SECRET is not set: staff sessions end when csrdesk restarts and are not shared between processes")
+	if cfg.Secret == "" {
+		return errNoSecret
 	}
+	secret := []byte(cfg.Secret)
 	webSrv, err := web.New(web.Config{PublicURL: cfg.PublicURL, StaffToken: cfg.StaffToken, StaffUsers: cfg.StaffUsers, Secret: secret}, engine, rc, log)
 	if err != nil {
 		return err
