@@ -257,11 +257,11 @@ func eventShow(ctx context.Context, cfg config, args []string, stdout io.Writer)
 			_, err = stdout.Write(data)
 			return err
 		}
-		links := e.CalendarLinks("")
+		links := e.CalendarLinks(strings.TrimRight(cfg.PublicURL, "/") + "/events/" + e.ID + ".ics")
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		for _, row := range [][2]string{{"id", e.ID}, {"title", e.Title}, {"when", e.When(*lang)}, {"place", e.Place}, {"url", e.URL},
 			{"organizer", e.Organizer}, {"description", oneLine(e.Description)}, {"sequence", fmt.Sprint(e.Sequence)},
-			{"google", links.Google}, {"outlook", links.Outlook}} {
+			{"google", links.Google}, {"outlook", links.Outlook}, {"ics", links.ICS}} {
 			if row[1] != "" {
 				fmt.Fprintf(tw, "%s:\t%s\n", row[0], row[1])
 			}
