@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -100,7 +101,7 @@ func BenchmarkSend(b *testing.B) {
 			msgs[i] = m
 		}
 		var campaign, bare time.Duration
-		var redisSeconds float64
+		var redisSeconds, campaignCPU, bareCPU float64
 		for round := range rounds {
 			c := first
 			if round > 0 {
@@ -111,13 +112,14 @@ func BenchmarkSend(b *testing.B) {
 				}
 				s.Transition(ctx, c.ID, "start")
 			}
-			cpu0 := redisCPU(b, s.rdb)
+			cpu0, own0 := redisCPU(b, s.rdb), processCPU()
 			campaign += runUntilFinished(b, s, NewWorker(s, tr, mustLayout(b), cfg, slog.New(slog.DiscardHandler)), c.ID)
 			redisSeconds += redisCPU(b, s.rdb) - cpu0
+			campaignCPU += processCPU() - own0
 
 			var next atomic.Int64
 			var wg sync.WaitGroup
-			start := time.Now()
+			start, own0 := time.Now(), processCPU()
 			for range benchConns {
 				wg.Add(1)
 				go func() {
@@ -134,11 +136,15 @@ func BenchmarkSend(b *testing.B) {
 			}
 			wg.Wait()
 			bare += time.Since(start)
+			bareCPU += processCPU() - own0
 		}
 		b.ReportMetric(rounds*n/campaign.Seconds(), "campaign-msgs/s")
 		b.ReportMetric(rounds*n/bare.Seconds(), "bare-gomail-msgs/s")
 		b.ReportMetric(100*bare.Seconds()/campaign.Seconds(), "campaign-%-of-bare")
+		// CPU per message: this process (worker and SMTP sink both) and Redis, for each side.
 		b.ReportMetric(redisSeconds/(rounds*n)*1e6, "redis-cpu-µs/msg")
+		b.ReportMetric(campaignCPU/(rounds*n)*1e6, "campaign-process-cpu-µs/msg")
+		b.ReportMetric(bareCPU/(rounds*n)*1e6, "bare-process-cpu-µs/msg")
 	}
 }
 
@@ -259,6 +265,13 @@ func usedMemory(b *testing.B, rc *redis.Client) int64 {
 	}
 	b.Fatal("no used_memory in INFO")
 	return 0
+}
+
+// processCPU is the CPU time this process has used, in seconds.
+func processCPU() float64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // redisCPU is the CPU time the Redis server has used, in seconds.
