@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	netmail "net/mail"
 	"strconv"
 	"strings"
 	"sync"
@@ -697,9 +698,7 @@ func (w *Worker) message(ctx context.Context, c *Campaign, sub *Subscriber) (*ma
 		return nil, err
 	}
 	if sub.ID != "" {
-		if err := m.EnvelopeFrom(VERP(w.cfg.Bounces, c, sub)); err != nil {
-			return nil, err
-		}
+		m.EnvelopeFromMailAddress(&netmail.Address{Address: VERP(w.cfg.Bounces, c, sub)})
 	}
 	if w.cfg.DKIM != nil {
 		m.SetDKIM(w.cfg.DKIM)
@@ -718,13 +717,10 @@ func VERP(base string, c *Campaign, sub *Subscriber) string {
 }
 
 func buildMessage(c *Campaign, sub *Subscriber, r Rendered, unsubURL, token string) (*mail.Msg, error) {
+	// The addresses were checked when stored (NormalizeEmail): no need to parse them again for every message.
 	m := mail.NewMsg()
-	if err := m.From(c.From); err != nil {
-		return nil, err
-	}
-	if err := m.To(sub.Email); err != nil {
-		return nil, err
-	}
+	m.FromMailAddress(&netmail.Address{Address: c.From})
+	m.ToMailAddress(&netmail.Address{Address: sub.Email})
 	m.Subject(r.Subject)
 	m.SetBodyString(mail.TypeTextPlain, r.Text)
 	m.AddAlternativeString(mail.TypeTextHTML, r.HTML)
