@@ -232,19 +232,19 @@ func (s *Store) ListsOf(ctx context.Context, email string) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	sort := slices.Sorted(slices.Values(all))
+	names := slices.Sorted(slices.Values(all))
 	pipe := s.rdb.Pipeline()
-	cmds := make([]*redis.FloatCmd, len(sort))
-	for i, l := range sort {
+	cmds := make([]*redis.FloatCmd, len(names))
+	for i, l := range names {
 		cmds[i] = pipe.ZScore(ctx, membersKey(l), email)
 	}
-	if len(sort) > 0 {
+	if len(names) > 0 {
 		pipe.Exec(ctx)
 	}
 	var out []string
 	for i, c := range cmds {
 		if c.Err() == nil {
-			out = append(out, sort[i])
+			out = append(out, names[i])
 		}
 	}
 	return out, nil

@@ -474,11 +474,8 @@ func (s *Subscriptions) managePage(w http.ResponseWriter, r *http.Request) {
 // unsubscribePost is both the one-click unsubscribe of RFC 8058, which a mail client posts with the body
 // "List-Unsubscribe=One-Click" and no cookie, and the button on the page. Either way the token is the proof.
 func (s *Subscriptions) unsubscribePost(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	r.ParseForm()
-	email, ok := ParseUnsubscribeToken(s.cfg.Secret, r.PathValue("token"))
+	email, ok := s.tokenPost(w, r, false)
 	if !ok {
-		s.invalid(w, r)
 		return
 	}
 	oneClick := r.PostFormValue("List-Unsubscribe") == "One-Click"
@@ -505,16 +502,26 @@ func (s *Subscriptions) unsubscribePost(w http.ResponseWriter, r *http.Request) 
 	s.manage(w, r, &pageData{Unsubscribed: true})
 }
 
-func (s *Subscriptions) preferencesPost(w http.ResponseWriter, r *http.Request) {
+// tokenPost reads a form posted to a page of an unsubscribe link and returns the link's address. When the token
+// is forged or damaged, or (with needCSRF) the form's CSRF token is missing, it answers and returns false.
+func (s *Subscriptions) tokenPost(w http.ResponseWriter, r *http.Request, needCSRF bool) (string, bool) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	r.ParseForm()
 	email, ok := ParseUnsubscribeToken(s.cfg.Secret, r.PathValue("token"))
 	if !ok {
 		s.invalid(w, r)
-		return
+		return "", false
 	}
-	if !csrfOK(r) {
+	if needCSRF && !csrfOK(r) {
 		s.manage(w, r, &pageData{Error: "error_form", status: http.StatusBadRequest})
+		return "", false
+	}
+	return email, true
+}
+
+func (s *Subscriptions) preferencesPost(w http.ResponseWriter, r *http.Request) {
+	email, ok := s.tokenPost(w, r, true)
+	if !ok {
 		return
 	}
 	sub, err := s.store.SetPreferences(r.Context(), email, Preferences{Lists: r.PostForm["list"], Language: r.PostFormValue("language")})
@@ -531,15 +538,8 @@ func (s *Subscriptions) preferencesPost(w http.ResponseWriter, r *http.Request) 
 }
 
 func (s *Subscriptions) exportPost(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	r.ParseForm()
-	email, ok := ParseUnsubscribeToken(s.cfg.Secret, r.PathValue("token"))
+	email, ok := s.tokenPost(w, r, true)
 	if !ok {
-		s.invalid(w, r)
-		return
-	}
-	if !csrfOK(r) {
-		s.manage(w, r, &pageData{Error: "error_form", status: http.StatusBadRequest})
 		return
 	}
 	// The data goes to the address itself, never to the browser: a forwarded mail's link must not hand it out.
