@@ -399,3 +399,32 @@ func mustParseMail(t *testing.T, raw string) parsedMail {
 	walk(textproto.MIMEHeader(m.Header), m.Body)
 	return out
 }
+
+func TestInviteUnconfirmedMembers(t *testing.T) {
+	ctx := context.Background()
+	sink := smtptest.New(t)
+	s, subs, srv := mustSubscriptions(t, sink)
+	s.CreateList(ctx, List{Name: "fair"}) // not public: staff imported it
+	s.Import(ctx, strings.NewReader("email,language\na@example.de,de\nb@example.it,it\nc@example.fr,fr\n"), ImportOptions{List: "fair", Source: "emo-visitors.csv"})
+	s.Import(ctx, strings.NewReader("email\nd@example.es\n"), ImportOptions{List: "fair", Confirmed: true})
+	rep, err := subs.Invite(ctx, "fair", nil)
+	if err != nil || rep != (InviteReport{Sent: 3}) || sink.Got("d@example.es") != 0 {
+		t.Fatalf("invite: %+v %v", rep, err)
+	}
+	if rep, _ := subs.Invite(ctx, "fair", nil); rep != (InviteReport{Recent: 3}) || sink.Got("a@example.de") != 1 {
+		t.Errorf("second invite within the week: %+v", rep)
+	}
+	msg := mustParseMail(t, sink.Message("b@example.it"))
+	link := regexp.MustCompile(`https://platform\.example(/confirm/[A-Za-z0-9_.-]+)`).FindStringSubmatch(msg.parts["text/plain"])
+	if link == nil || msg.header.Get("Subject") != "Conferma la tua iscrizione" {
+		t.Fatalf("invitation: %v", msg.header)
+	}
+	c := browser(t)
+	if code, _ := post(t, c, srv.URL+link[1], url.Values{"csrf": {csrfFrom(t, c, srv.URL+link[1])}}); code != http.StatusOK || status(t, s, "b@example.it") != Active {
+		t.Errorf("confirming the invitation: %d", code)
+	}
+	consents, _ := s.Consents(ctx, "b@example.it")
+	if len(consents) != 3 || consents[0].Source != "emo-visitors.csv" || consents[1].Source != "invite to list fair" || consents[2].Action != "confirmed" {
+		t.Errorf("consent history: %+v", consents)
+	}
+}

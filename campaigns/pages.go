@@ -81,6 +81,26 @@ func (s *Subscriptions) Subscribe(ctx context.Context, req Subscription) error {
 		return fmt.Errorf("subscribe: %w: %v", ErrInvalid, err)
 	}
 	// Count before storing anything: a stranger cannot flood someone's mailbox with confirmations.
+	if err := s.allow(ctx, email); err != nil {
+		return err
+	}
+	sub, lists, err := s.store.RequestSubscription(ctx, req)
+	if errors.Is(err, ErrBlocked) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	conn, err := s.transport.Open()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return s.sendConfirmation(ctx, conn, sub, lists)
+}
+
+// allow counts a confirmation mail to an address: at most PerDay a day.
+func (s *Subscriptions) allow(ctx context.Context, email string) error {
 	key := "csrdesk:{subs}:confirm-mails:" + SuppressionHash(email)
 	n, err := s.store.rdb.Incr(ctx, key).Result()
 	if err != nil {
@@ -92,19 +112,67 @@ func (s *Subscriptions) Subscribe(ctx context.Context, req Subscription) error {
 	if n > int64(s.cfg.PerDay) {
 		return ErrTooMany
 	}
-	sub, lists, err := s.store.RequestSubscription(ctx, req)
-	if errors.Is(err, ErrBlocked) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
+	return nil
+}
+
+func (s *Subscriptions) sendConfirmation(ctx context.Context, conn Conn, sub *Subscriber, lists []string) error {
 	link := s.cfg.PublicURL + "/confirm/" + s.confirmToken(sub.Email, lists)
-	if err := s.send(ctx, sub.Email, sub.Language, "mail_confirm", map[string]any{"URL": link, "Email": sub.Email}, nil); err != nil {
+	if err := s.send(ctx, conn, sub.Email, sub.Language, "mail_confirm", map[string]any{"URL": link, "Email": sub.Email}, nil); err != nil {
 		s.log.Error("subscribe: confirmation mail", "err", err)
 		return ErrNotSent
 	}
 	return nil
+}
+
+// InviteReport says what Invite did.
+type InviteReport struct {
+	Sent, Recent, Failed int // mails sent; members asked within the last week; mails that could not be sent
+}
+
+// Invite sends the confirmation mail to every unconfirmed member of a list, for example after an import without
+// --confirmed, except those asked within the last week. Each request is recorded in their consent history.
+func (s *Subscriptions) Invite(ctx context.Context, list string, sent func()) (InviteReport, error) {
+	var rep InviteReport
+	conn, err := s.transport.Open()
+	if err != nil {
+		return rep, err
+	}
+	defer conn.Close()
+	err = s.store.Members(ctx, list, func(sub *Subscriber) error {
+		if sub.Status != Unconfirmed {
+			return nil
+		}
+		consents, err := s.store.Consents(ctx, sub.Email)
+		if err != nil {
+			return err
+		}
+		for _, c := range consents {
+			if c.Action == "requested" && time.Since(c.At) < 7*24*time.Hour {
+				rep.Recent++
+				return nil
+			}
+		}
+		if errors.Is(s.allow(ctx, sub.Email), ErrTooMany) {
+			rep.Recent++
+			return nil
+		}
+		lang, _ := faq.ParseLang(sub.Language)
+		consent := Consent{Action: "requested", Via: "staff", Source: "invite to list " + list, Text: s.texts.Text(string(lang), "consent", nil),
+			Lists: []string{list}, Lang: sub.Language}
+		if err := s.store.addConsent(ctx, sub.Email, consent); err != nil {
+			return err
+		}
+		if err := s.sendConfirmation(ctx, conn, sub, []string{list}); err != nil {
+			rep.Failed++ // a broken connection dials again for the next one
+			return nil
+		}
+		rep.Sent++
+		if sent != nil {
+			sent()
+		}
+		return nil
+	})
+	return rep, err
 }
 
 // SendData mails a subscriber everything held about them, as a JSON attachment.
@@ -118,11 +186,16 @@ func (s *Subscriptions) SendData(ctx context.Context, email string) error {
 	if data.Subscriber != nil {
 		lang = data.Subscriber.Language
 	}
-	return s.send(ctx, data.Email, lang, "mail_export", map[string]any{"Email": data.Email}, js)
+	conn, err := s.transport.Open()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	return s.send(ctx, conn, data.Email, lang, "mail_export", map[string]any{"Email": data.Email}, js)
 }
 
 // send mails one of the subscription texts (key_subject, key_md) to one address, outside any campaign.
-func (s *Subscriptions) send(ctx context.Context, to, lang, key string, data map[string]any, attachment []byte) error {
+func (s *Subscriptions) send(ctx context.Context, conn Conn, to, lang, key string, data map[string]any, attachment []byte) error {
 	body := s.texts.Text(lang, key+"_md", data)
 	var html bytes.Buffer
 	if err := s.md.Convert([]byte(body), &html); err != nil {
@@ -146,11 +219,6 @@ func (s *Subscriptions) send(ctx context.Context, to, lang, key string, data map
 			return err
 		}
 	}
-	conn, err := s.transport.Open()
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
 	return conn.Send(ctx, m)
 }
 

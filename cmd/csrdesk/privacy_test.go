@@ -26,6 +26,17 @@ func TestSubscribersSideCommands(t *testing.T) {
 		t.Fatalf("subscribe: %v %q", err, out)
 	}
 
+	// An import without --confirmed, then the confirmation mails for it.
+	csv := filepath.Join(t.TempDir(), "visitors.csv")
+	os.WriteFile(csv, []byte("email,language\nvisitor@example.de,de\n"), 0o644)
+	if out, _, err := runCmd(t, e, "subscribers", "import", csv, "--list", "news"); err != nil || !strings.Contains(out, "subscribers invite --list news") {
+		t.Errorf("import: %v %q", err, out)
+	}
+	out, _, err = runCmd(t, e, "subscribers", "invite", "--list", "news")
+	if err != nil || !strings.Contains(out, "news: 1 confirmation mails sent, 1 members asked within the last week") || sink.Got("visitor@example.de") != 1 {
+		t.Errorf("invite: %v %q", err, out)
+	}
+
 	out, _, err = runCmd(t, e, "events", "create", "--title", "CSR day", "--start", time.Now().Add(72*time.Hour).Format("2006-01-02 15:04"),
 		"--end", time.Now().Add(75*time.Hour).Format("2006-01-02 15:04"), "--tz", "Europe/Rome", "--place", "Fiera Milano")
 	if err != nil {

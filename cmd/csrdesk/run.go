@@ -27,6 +27,8 @@ Usage:
                                       write a list's subscribers as CSV
   csrdesk subscribers subscribe EMAIL [--list L] [--lang xx] [--name N]
                                       send the double opt-in confirmation mail
+  csrdesk subscribers invite --list NAME
+                                      send it to the list's unconfirmed members (not again within a week)
   csrdesk subscribers export EMAIL    everything held about an address, as JSON
   csrdesk subscribers delete EMAIL    erase an address everywhere (a suppression hash stays)
   csrdesk bounces FILE.eml|DIR ...    apply bounce reports (DSN), complaints (ARF) and unsubscribe mails

@@ -110,6 +110,31 @@ func subscribersCommand(ctx context.Context, cfg config, args []string, stdout, 
 			fmt.Fprintf(stdout, "%s erased: lists, consent history and delivery records; only a suppression hash is left, so imports skip it\n", pos[0])
 			return nil
 		})
+	case args[0] == "invite":
+		if len(pos) != 0 || len(lists) != 1 {
+			return usageError("subscribers invite: want --list NAME")
+		}
+		m, err := mailer(cfg)
+		if err != nil {
+			return err
+		}
+		return withStore(ctx, cfg, func(s *campaigns.Store) error {
+			subs, err := campaigns.NewSubscriptions(s, m.transport, campaigns.SubscriptionsConfig{PublicURL: cfg.PublicURL, From: cfg.MailFrom, Secret: m.worker.Secret},
+				slog.New(slog.NewTextHandler(stderr, nil)))
+			if err != nil {
+				return err
+			}
+			bar := progressbar.NewOptions(-1, progressbar.OptionSetWriter(stderr), progressbar.OptionSetDescription("confirmation mails"),
+				progressbar.OptionSetVisibility(isTerminal(stderr)), progressbar.OptionClearOnFinish())
+			rep, err := subs.Invite(ctx, lists[0], func() { bar.Add(1) })
+			bar.Finish()
+			fmt.Fprintf(stdout, "%s: %d confirmation mails sent, %d members asked within the last week (not again), %d could not be sent\n",
+				lists[0], rep.Sent, rep.Recent, rep.Failed)
+			if err == nil && rep.Failed > 0 {
+				return exitCode(1)
+			}
+			return err
+		})
 	case args[0] == "subscribe":
 		if len(pos) != 1 {
 			return usageError("subscribers subscribe: want one address, e.g. subscribers subscribe anna@example.it --lang it")
@@ -162,7 +187,7 @@ func subscribersCommand(ctx context.Context, cfg config, args []string, stdout, 
 				}
 				fmt.Fprintf(stdout, "%s: %d added, %d updated, %d not imported\n", *list, rep.Added, rep.Updated, len(rep.Problems))
 				if rep.Added > 0 && !*confirmed {
-					fmt.Fprintf(stdout, "the %d new subscribers are unconfirmed: they receive no campaign until they confirm (send each a confirmation with: csrdesk subscribers subscribe EMAIL), or import with --confirmed if they have consented already\n", rep.Added)
+					fmt.Fprintf(stdout, "the %d new subscribers are unconfirmed: they receive no campaign until they confirm; send them the confirmation mail with: csrdesk subscribers invite --list %s (or import with --confirmed if they have consented already)\n", rep.Added, *list)
 				}
 			}
 			if err != nil {
