@@ -217,7 +217,7 @@ func (e *Engine) command(ctx context.Context, m Message, conv *conv, lang faq.La
 		}
 		var row []Button
 		for _, l := range faq.Langs {
-			row = append(row, Button{Label: langNames[l], Data: "l:" + string(l)})
+			row = append(row, Button{Label: l.Name(), Data: "l:" + string(l)})
 		}
 		return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "language_pick", nil), Buttons: [][]Button{row}})
 	case "/subscribe":
@@ -259,8 +259,6 @@ func (e *Engine) subscribeTo(ctx context.Context, m Message, conv *conv, lang fa
 	}
 	return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "subscribe_sent", map[string]any{"Email": strings.ToLower(strings.Trim(email, " <>"))}), Private: true})
 }
-
-var langNames = map[faq.Lang]string{"en": "English", "de": "Deutsch", "it": "Italiano", "fr": "Français", "es": "Español"}
 
 func (e *Engine) setLang(ctx context.Context, m Message, conv *conv, l faq.Lang) error {
 	conv.Lang, conv.Fixed = l, true

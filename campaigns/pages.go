@@ -327,15 +327,13 @@ type langChoice struct {
 // T is a text in the page's language.
 func (p *pageData) T(key string) string { return p.s.texts.Text(p.Lang, key, p) }
 
-var langNames = map[string]string{"en": "English", "de": "Deutsch", "it": "Italiano", "fr": "Français", "es": "Español"}
-
 func (s *Subscriptions) render(w http.ResponseWriter, r *http.Request, p *pageData) {
 	p.s = s
 	if p.CSRF == "" {
 		p.CSRF = csrfCookie(w, r, s.cfg.PublicURL)
 	}
 	for _, l := range templates.Langs {
-		p.Languages = append(p.Languages, langChoice{Code: l, Name: langNames[l], Selected: l == p.Lang})
+		p.Languages = append(p.Languages, langChoice{Code: l, Name: faq.Lang(l).Name(), Selected: l == p.Lang})
 	}
 	var b bytes.Buffer
 	if err := s.page.Execute(&b, p); err != nil {
@@ -411,7 +409,7 @@ func (s *Subscriptions) publicChoices(ctx context.Context, checked []string) []l
 
 func (s *Subscriptions) subscribeForm(w http.ResponseWriter, r *http.Request) {
 	lang := pageLang(r, "")
-	s.render(w, r, &pageData{Page: "subscribe", Lang: lang, Lists: s.publicChoices(r.Context(), r.Form["list"])})
+	s.render(w, r, &pageData{Page: "subscribe", Lang: lang, Lists: s.publicChoices(r.Context(), r.URL.Query()["list"])})
 }
 
 func (s *Subscriptions) subscribePost(w http.ResponseWriter, r *http.Request) {

@@ -32,6 +32,11 @@ type Lang string
 // Langs are the help desk's languages, in the order answers are written.
 var Langs = []Lang{"en", "de", "it", "fr", "es"}
 
+// Name is the language's name in itself, for a choice of languages.
+func (l Lang) Name() string {
+	return map[Lang]string{"en": "English", "de": "Deutsch", "it": "Italiano", "fr": "Français", "es": "Español"}[l]
+}
+
 // ParseLang returns the Lang for a code such as "de" or "de-AT", and false if it is not one of Langs.
 func ParseLang(code string) (Lang, bool) {
 	if len(code) == 2 || (len(code) > 2 && (code[2] == '-' || code[2] == '_')) {
