@@ -36,16 +36,16 @@ const (
 
 // Subscriber is a person who receives mailings.
 type Subscriber struct {
-	ID       string // 10 random base32 letters and digits: names the subscriber in bounce addresses
-	Email    string
-	Name     string
-	Company  string
-	Country  string // ISO 3166 alpha-2, upper case, when given as two letters
-	Language string // en, de, it, fr, es, or empty
-	Role     string
-	Status   string
-	Attrs    map[string]string // free attributes from the import's other columns
-	Created  time.Time
+	ID       string            `json:"id"` // 10 random base32 letters and digits: names the subscriber in bounce addresses
+	Email    string            `json:"email"`
+	Name     string            `json:"name"`
+	Company  string            `json:"company"`
+	Country  string            `json:"country"`  // ISO 3166 alpha-2, upper case, when given as two letters
+	Language string            `json:"language"` // en, de, it, fr, es, or empty
+	Role     string            `json:"role"`
+	Status   string            `json:"status"`
+	Attrs    map[string]string `json:"attrs"` // free attributes from the import's other columns
+	Created  time.Time         `json:"created"`
 }
 
 // List is a named set of subscribers. A public list is offered on the subscribe form and in the preferences,

@@ -1,16 +1,23 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
+	"mime/quotedprintable"
+	netmail "net/mail"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"csrdesk/campaigns"
 )
 
 // browser starts a headless Chromium with a phone-sized window and its own profile.
@@ -133,5 +140,68 @@ func TestWebChatAndStaffInbox(t *testing.T) {
 	}
 	if dir := os.Getenv("CSRDESK_SCREENSHOTS"); dir != "" {
 		os.WriteFile(filepath.Join(dir, "chat.png"), shot, 0o644)
+	}
+}
+
+// TestSubscribePagesInABrowser subscribes through the public form in Chromium (its cookies, CSP and form posts),
+// confirms from the link in the mail, then leaves from the unsubscribe link's page.
+func TestSubscribePagesInABrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("drives a browser")
+	}
+	addr, outbox := freeAddr(t), t.TempDir()
+	e := env("CSRDESK_REDIS_URL", redisSrv.URL(redisSrv.DB(t)), "CSRDESK_HTTP_ADDR", addr, "CSRDESK_OUTBOX_DIR", outbox)
+	if _, _, err := runCmd(t, e, "lists", "create", "news", "--public", "--title", "Actualités et événements"); err != nil {
+		t.Fatal(err)
+	}
+	startServe(t, e, addr)
+	base := "http://" + addr
+	page := browser(t)
+	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(page, 15*time.Second)
+		defer cancel()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			body, _ := chromedp.Run(page, chromedp.Text(chromedp.CSS("main")))
+			t.Fatalf("%s: %v; the page shows:\n%s", name, err, body)
+		}
+	}
+	step("subscribe",
+		chromedp.Navigate(base+"/subscribe?lang=fr"),
+		chromedp.WaitVisible(chromedp.CSS(`input[name=email]`)),
+		chromedp.SendKeys(chromedp.CSS(`input[name=email]`), "Claire@Example.FR"),
+		chromedp.Click(chromedp.CSS(`input[name=consent]`)),
+		chromedp.Click(chromedp.CSS(`button[type=submit]`)),
+		chromedp.WaitVisible(`//h1[contains(., "Consultez votre boîte de réception")]`))
+
+	files, _ := filepath.Glob(filepath.Join(outbox, "*.eml")) // mails outside campaigns sit at the top
+	if len(files) != 1 {
+		t.Fatalf("%d mails in the outbox, want the confirmation", len(files))
+	}
+	raw, _ := os.ReadFile(files[0])
+	msg, err := netmail.ReadMessage(bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	text, _ := io.ReadAll(quotedprintable.NewReader(msg.Body))
+	link := regexp.MustCompile(`http://` + regexp.QuoteMeta(addr) + `/confirm/[A-Za-z0-9_.-]+`).Find(text)
+	if link == nil {
+		t.Fatalf("no confirmation link in:\n%s", text)
+	}
+	step("confirm",
+		chromedp.Navigate(string(link)),
+		chromedp.Click(chromedp.CSS(`button[type=submit]`)),
+		chromedp.WaitVisible(`//h1[contains(., "Votre abonnement est confirmé")]`))
+	if out, _, _ := runCmd(t, e, "subscribers", "export", "claire@example.fr"); !strings.Contains(out, `"status": "active"`) {
+		t.Errorf("after confirming:\n%s", out)
+	}
+
+	token := campaigns.UnsubscribeToken([]byte(e("CSRDESK_SECRET")), "claire@example.fr")
+	step("unsubscribe",
+		chromedp.Navigate(base+"/unsubscribe/"+token),
+		chromedp.Click(chromedp.CSS(`form[action^="/unsubscribe/"] button`)),
+		chromedp.WaitVisible(`//h1[contains(., "Désabonnement confirmé")]`))
+	if out, _, _ := runCmd(t, e, "subscribers", "export", "claire@example.fr"); !strings.Contains(out, `"status": "unsubscribed"`) || !strings.Contains(out, `"via": "link"`) {
+		t.Errorf("after unsubscribing:\n%s", out)
 	}
 }
