@@ -1,6 +1,7 @@
 package campaigns
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -24,8 +25,9 @@ type API struct {
 	Token     string
 	Log       *slog.Logger
 
-	Subscriptions *Subscriptions // POST /api/subscribe
-	Inbound       *Inbound       // POST /api/inbound
+	Subscriptions *Subscriptions                                // POST /api/subscribe
+	Inbound       *Inbound                                      // POST /api/inbound
+	OnErase       func(ctx context.Context, email string) error // erases an address from what this package does not hold (chats)
 }
 
 // Register adds the API's routes under /api/ to mux.
@@ -77,7 +79,15 @@ func (a *API) Register(mux *http.ServeMux) {
 		return data, http.StatusOK, err
 	})
 	h("DELETE /api/subscribers/{email}", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
-		return map[string]string{"status": "erased"}, http.StatusOK, a.Store.Erase(r.Context(), r.PathValue("email"))
+		if err := a.Store.Erase(r.Context(), r.PathValue("email")); err != nil {
+			return nil, 0, err
+		}
+		if a.OnErase != nil {
+			if err := a.OnErase(r.Context(), r.PathValue("email")); err != nil {
+				return nil, 0, err
+			}
+		}
+		return map[string]string{"status": "erased"}, http.StatusOK, nil
 	})
 	h("POST /api/lists/{name}/subscribers", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
 		// ?confirmed=true vouches that every row has consented, as the CLI's --confirmed does.

@@ -1,6 +1,7 @@
 package campaigns
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -106,6 +107,8 @@ func TestAPISubscriptionsAndPrivacy(t *testing.T) {
 	s, subs, _ := mustSubscriptions(t, sink)
 	api := &API{Store: s, Layout: mustLayout(t), Token: "tok", Log: slog.New(slog.DiscardHandler), Subscriptions: subs,
 		Inbound: &Inbound{Store: s, Secret: testSecret, HardBounces: 3}}
+	var forgotten []string
+	api.OnErase = func(_ context.Context, email string) error { forgotten = append(forgotten, email); return nil }
 	mux := http.NewServeMux()
 	api.Register(mux)
 	srv := httptest.NewServer(mux)
@@ -145,8 +148,8 @@ func TestAPISubscriptionsAndPrivacy(t *testing.T) {
 	if code != 200 || data.Subscriber == nil || len(data.Consent) != 1 || data.Consent[0].Source != "fair app" || data.Consent[0].Via != "api" {
 		t.Errorf("personal data: %d %s", code, body)
 	}
-	if code, body := call("DELETE", "/api/subscribers/jo@example.de", ""); code != 200 {
-		t.Errorf("erase: %d %s", code, body)
+	if code, body := call("DELETE", "/api/subscribers/jo@example.de", ""); code != 200 || len(forgotten) != 1 {
+		t.Errorf("erase: %d %s; chats told: %v", code, body, forgotten)
 	}
 	if code, _ := call("GET", "/api/subscribers/jo@example.de", ""); code != 404 {
 		t.Errorf("personal data after erasure: %d", code)

@@ -352,3 +352,25 @@ func TestStaffUsers(t *testing.T) {
 		t.Error("logged in with no way to log in configured")
 	}
 }
+
+func TestForgetAnAddress(t *testing.T) {
+	f := newFixture(t, Config{})
+	a, b := f.session(t), f.session(t)
+	f.post(t, "/api/chat/messages", `{"chat":"`+a+`","text":"Is the CSRD for us? Write to Jo@Firma.de"}`)
+	f.post(t, "/api/chat/messages", `{"chat":"`+b+`","text":"What is the CSRD?"}`)
+	ctx := context.Background()
+	before := f.web.rdb.XLen(ctx, streamKey(a)).Val() + f.web.rdb.XLen(ctx, streamKey(b)).Val()
+	n, err := Forget(ctx, f.web.rdb, "jo@firma.de")
+	if err != nil || n != 1 {
+		t.Fatalf("forget: %d %v", n, err)
+	}
+	after := f.web.rdb.XLen(ctx, streamKey(a)).Val() + f.web.rdb.XLen(ctx, streamKey(b)).Val()
+	for _, m := range f.web.rdb.XRange(ctx, streamKey(a), "-", "+").Val() {
+		if strings.Contains(strings.ToLower(m.Values["m"].(string)), "jo@firma.de") {
+			t.Errorf("still there: %v", m.Values)
+		}
+	}
+	if after != before-1 {
+		t.Errorf("%d messages before, %d after: only the one naming the address should go", before, after)
+	}
+}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/schollz/progressbar/v3"
 
+	"csrdesk/bot/web"
 	"csrdesk/campaigns"
 	"csrdesk/internal/rdb"
 )
@@ -107,7 +108,16 @@ func subscribersCommand(ctx context.Context, cfg config, args []string, stdout, 
 			if err := s.Erase(ctx, pos[0]); err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "%s erased: lists, consent history and delivery records; only a suppression hash is left, so imports skip it\n", pos[0])
+			rc, err := rdb.Open(ctx, cfg.RedisURL)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			n, err := web.Forget(ctx, rc, pos[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%s erased: lists, consent history, delivery records and %d web chat messages; only a suppression hash is left, so imports skip it\n", pos[0], n)
 			return nil
 		})
 	case args[0] == "invite":
