@@ -14,17 +14,13 @@ import (
 	"csrdesk/internal/smtptest"
 )
 
-func TestAPI(t *testing.T) {
-	sk := smtptest.New(t)
-	s := mustStore(t)
-	tr, _ := ParseSMTP("smtp://" + sk.Addr + "?tls=none")
-	api := &API{Store: s, Layout: mustLayout(t), Transport: tr, Worker: WorkerConfig{PublicURL: "https://p.example", Secret: []byte("k")},
-		Token: "tok", Log: slog.New(slog.DiscardHandler)}
+// serveAPI serves api and returns a function that calls it with a bearer token ("" for none).
+func serveAPI(t *testing.T, api *API) func(method, path, body, token string) (int, string) {
 	mux := http.NewServeMux()
 	api.Register(mux)
 	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	call := func(method, path, body, token string) (int, string) {
+	t.Cleanup(srv.Close)
+	return func(method, path, body, token string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
 		if token != "" {
@@ -38,6 +34,15 @@ func TestAPI(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
+}
+
+func TestAPI(t *testing.T) {
+	sk := smtptest.New(t)
+	s := mustStore(t)
+	tr, _ := ParseSMTP("smtp://" + sk.Addr + "?tls=none")
+	api := &API{Store: s, Layout: mustLayout(t), Transport: tr, Worker: WorkerConfig{PublicURL: "https://p.example", Secret: []byte("k")},
+		Token: "tok", Log: slog.New(slog.DiscardHandler)}
+	call := serveAPI(t, api)
 	if code, _ := call("GET", "/api/lists", "", "wrong"); code != 401 {
 		t.Errorf("wrong token: %d", code)
 	}
@@ -109,22 +114,8 @@ func TestAPISubscriptionsAndPrivacy(t *testing.T) {
 		Inbound: &Inbound{Store: s, Secret: testSecret, HardBounces: 3}}
 	var forgotten []string
 	api.OnErase = func(_ context.Context, email string) error { forgotten = append(forgotten, email); return nil }
-	mux := http.NewServeMux()
-	api.Register(mux)
-	srv := httptest.NewServer(mux)
-	defer srv.Close()
-	call := func(method, path, body string) (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer tok")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	api2 := serveAPI(t, api)
+	call := func(method, path, body string) (int, string) { t.Helper(); return api2(method, path, body, "tok") }
 	for _, tc := range []struct {
 		body string
 		code int

@@ -124,16 +124,7 @@ func subscribersCommand(ctx context.Context, cfg config, args []string, stdout, 
 		if len(pos) != 0 || len(lists) != 1 {
 			return usageError("subscribers invite: want --list NAME")
 		}
-		m, err := mailer(cfg)
-		if err != nil {
-			return err
-		}
-		return withStore(ctx, cfg, func(s *campaigns.Store) error {
-			subs, err := campaigns.NewSubscriptions(s, m.transport, campaigns.SubscriptionsConfig{PublicURL: cfg.PublicURL, From: cfg.MailFrom, Secret: m.worker.Secret},
-				slog.New(slog.NewTextHandler(stderr, nil)))
-			if err != nil {
-				return err
-			}
+		return withSubscriptions(ctx, cfg, stderr, func(subs *campaigns.Subscriptions) error {
 			bar := progressbar.NewOptions(-1, progressbar.OptionSetWriter(stderr), progressbar.OptionSetDescription("confirmation mails"),
 				progressbar.OptionSetVisibility(isTerminal(stderr)), progressbar.OptionClearOnFinish())
 			rep, err := subs.Invite(ctx, lists[0], func() { bar.Add(1) })
@@ -149,17 +140,8 @@ func subscribersCommand(ctx context.Context, cfg config, args []string, stdout, 
 		if len(pos) != 1 {
 			return usageError("subscribers subscribe: want one address, e.g. subscribers subscribe anna@example.it --lang it")
 		}
-		m, err := mailer(cfg)
-		if err != nil {
-			return err
-		}
-		return withStore(ctx, cfg, func(s *campaigns.Store) error {
-			subs, err := campaigns.NewSubscriptions(s, m.transport, campaigns.SubscriptionsConfig{PublicURL: cfg.PublicURL, From: cfg.MailFrom, Secret: m.worker.Secret},
-				slog.New(slog.NewTextHandler(stderr, nil)))
-			if err != nil {
-				return err
-			}
-			err = subs.Subscribe(ctx, campaigns.Subscription{Email: pos[0], Name: *name, Language: *lang, Lists: lists, Via: "staff", Source: "csrdesk subscribers subscribe"})
+		return withSubscriptions(ctx, cfg, stderr, func(subs *campaigns.Subscriptions) error {
+			err := subs.Subscribe(ctx, campaigns.Subscription{Email: pos[0], Name: *name, Language: *lang, Lists: lists, Via: "staff", Source: "csrdesk subscribers subscribe"})
 			if err != nil {
 				return err
 			}
@@ -215,6 +197,22 @@ func subscribersCommand(ctx context.Context, cfg config, args []string, stdout, 
 		return withStore(ctx, cfg, func(s *campaigns.Store) error { return s.Export(ctx, *list, stdout) })
 	}
 	return usageError(fmt.Sprintf("subscribers: unknown command %q (want import, export, delete or subscribe)", args[0]))
+}
+
+// withSubscriptions sets up what sends confirmation mails, for a command that sends them.
+func withSubscriptions(ctx context.Context, cfg config, stderr io.Writer, fn func(*campaigns.Subscriptions) error) error {
+	m, err := mailer(cfg)
+	if err != nil {
+		return err
+	}
+	return withStore(ctx, cfg, func(s *campaigns.Store) error {
+		subs, err := campaigns.NewSubscriptions(s, m.transport, campaigns.SubscriptionsConfig{PublicURL: cfg.PublicURL, From: cfg.MailFrom, Secret: m.worker.Secret},
+			slog.New(slog.NewTextHandler(stderr, nil)))
+		if err != nil {
+			return err
+		}
+		return fn(subs)
+	})
 }
 
 func isTerminal(w io.Writer) bool {
