@@ -499,3 +499,38 @@ func TestSubscribeFromChat(t *testing.T) {
 		t.Errorf("failed request: %q", r.Text)
 	}
 }
+
+func TestForgetAnAddress(t *testing.T) {
+	f := newFixture(t, noLimit())
+	ctx := context.Background()
+	f.say(t, "c1", "Does the CSRD apply to us?")
+	f.say(t, "c1", "/human please call me back, write to Jo@Firma.de")
+	f.say(t, "c1", "thanks")
+	f.say(t, "c2", "/human I am ana@example.es")
+	n, err := Forget(ctx, f.rdb, "jo@firma.de")
+	if err != nil || n < 3 { // the question, its line in the ticket's log and in the chat's history
+		t.Fatalf("forget: %d %v", n, err)
+	}
+	tk, log, err := f.e.Ticket(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var texts []string
+	for _, e := range log {
+		texts = append(texts, e.Text)
+	}
+	all := tk.Question + "\n" + strings.Join(texts, "\n")
+	if strings.Contains(strings.ToLower(all), "jo@firma.de") || !strings.Contains(all, "Does the CSRD apply to us?") || !strings.Contains(all, "[erased on request]") {
+		t.Errorf("ticket after forgetting:\n%s", all)
+	}
+	for _, k := range f.rdb.Keys(ctx, "*").Val() {
+		if typ := f.rdb.Type(ctx, k).Val(); typ == "list" || typ == "hash" {
+			if strings.Contains(strings.ToLower(fmt.Sprint(f.rdb.LRange(ctx, k, 0, -1).Val(), f.rdb.HGetAll(ctx, k).Val())), "jo@firma.de") {
+				t.Errorf("%s still holds the address", k)
+			}
+		}
+	}
+	if tk2, _, _ := f.e.Ticket(ctx, 2); !strings.Contains(tk2.Question, "ana@example.es") {
+		t.Errorf("another person's ticket changed: %q", tk2.Question)
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"csrdesk/faq"
+	"csrdesk/internal/rdb"
 )
 
 // key builds a Redis key under csrdesk's prefix.
@@ -95,4 +96,50 @@ func (e *Engine) remember(ctx context.Context, channel, chat, from, text string)
 	if _, err := pipe.Exec(ctx); err != nil {
 		e.log.Warn("record conversation history", "channel", channel, "err", err)
 	}
+}
+
+// forgetScript blanks the text of the entries of a log (LogEntry JSON) that mention ARGV[1], in one step, as new
+// entries may arrive (and old ones be trimmed) meanwhile.
+var forgetScript = redis.NewScript(`
+local n = 0
+for i, raw in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  if string.find(string.lower(raw), ARGV[1], 1, true) then
+    local e = cjson.decode(raw)
+    e['text'] = ARGV[2]
+    redis.call('LSET', KEYS[1], i - 1, cjson.encode(e))
+    n = n + 1
+  end
+end
+return n`)
+
+// erased replaces what someone asked to have erased.
+const erased = "[erased on request]"
+
+// Forget blanks out, in every conversation history and ticket, the messages and questions that mention an
+// address, when its owner asks to be erased. Entries stay, so a ticket still reads in order. It returns how many
+// it changed.
+func Forget(ctx context.Context, c redis.UniversalClient, email string) (int, error) {
+	email = strings.ToLower(strings.TrimSpace(email))
+	if email == "" {
+		return 0, nil
+	}
+	changed := 0
+	logs := func(ctx context.Context, c *redis.Client, k string) error {
+		n, err := forgetScript.Run(ctx, c, []string{k}, email, erased).Int()
+		changed += n
+		return err
+	}
+	for _, pattern := range []string{key("history", "*"), key("ticket", "*", "log")} {
+		if err := rdb.Scan(ctx, c, pattern, "list", logs); err != nil {
+			return changed, err
+		}
+	}
+	err := rdb.Scan(ctx, c, key("ticket", "*"), "hash", func(ctx context.Context, c *redis.Client, k string) error {
+		if q, err := c.HGet(ctx, k, "question").Result(); err == nil && strings.Contains(strings.ToLower(q), email) {
+			changed++
+			return c.HSet(ctx, k, "question", erased).Err()
+		}
+		return nil
+	})
+	return changed, err
 }

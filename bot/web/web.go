@@ -19,7 +19,6 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -28,6 +27,7 @@ import (
 
 	"csrdesk/bot"
 	"csrdesk/faq"
+	"csrdesk/internal/rdb"
 )
 
 //go:embed assets
@@ -319,43 +319,26 @@ var streamID = regexp.MustCompile(`^\d+(-\d+)?$`)
 // Forget deletes, from every web chat's history, the messages that mention an address: when someone asks to be
 // erased, what they typed (an answer to /subscribe, say) and the replies that named it go too. It returns how
 // many messages it deleted.
-func Forget(ctx context.Context, rdb redis.UniversalClient, email string) (int, error) {
+func Forget(ctx context.Context, c redis.UniversalClient, email string) (int, error) {
 	email = strings.ToLower(strings.TrimSpace(email))
+	deleted := 0
 	if email == "" {
 		return 0, nil
 	}
-	deleted := 0
-	forget := func(ctx context.Context, c *redis.Client) error {
-		iter := c.ScanType(ctx, 0, streamKey("*"), 500, "stream").Iterator()
-		for iter.Next(ctx) {
-			msgs, err := c.XRange(ctx, iter.Val(), "-", "+").Result()
-			if err != nil {
-				return err
-			}
-			for _, m := range msgs {
-				if raw, _ := m.Values["m"].(string); strings.Contains(strings.ToLower(raw), email) {
-					if err := c.XDel(ctx, iter.Val(), m.ID).Err(); err != nil {
-						return err
-					}
-					deleted++
+	err := rdb.Scan(ctx, c, streamKey("*"), "stream", func(ctx context.Context, c *redis.Client, key string) error {
+		msgs, err := c.XRange(ctx, key, "-", "+").Result()
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			if raw, _ := m.Values["m"].(string); strings.Contains(strings.ToLower(raw), email) {
+				if err := c.XDel(ctx, key, m.ID).Err(); err != nil {
+					return err
 				}
+				deleted++
 			}
 		}
-		return iter.Err()
-	}
-	var err error
-	switch c := rdb.(type) {
-	case *redis.ClusterClient:
-		var mu sync.Mutex
-		err = c.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
-			mu.Lock() // one node at a time: deleted is shared
-			defer mu.Unlock()
-			return forget(ctx, c)
-		})
-	case *redis.Client:
-		err = forget(ctx, c)
-	default:
-		err = fmt.Errorf("forget: unsupported Redis client %T", rdb)
-	}
+		return nil
+	})
 	return deleted, err
 }

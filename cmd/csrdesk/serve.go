@@ -101,7 +101,7 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 	if cfg.APIToken != "" {
 		(&campaigns.API{Store: store, Layout: m.layout, Transport: m.transport, Worker: m.worker, Token: cfg.APIToken, Log: log,
 			Subscriptions: subs, Inbound: &campaigns.Inbound{Store: store, Secret: m.worker.Secret, HardBounces: m.worker.HardBounces},
-			OnErase: func(ctx context.Context, email string) error { _, err := web.Forget(ctx, rc, email); return err }}).Register(mux)
+			OnErase: func(ctx context.Context, email string) error { _, err := forgetInChats(ctx, rc, email); return err }}).Register(mux)
 	}
 
 	if cfg.Slack.BotToken != "" {

@@ -12,8 +12,10 @@ import (
 	"path/filepath"
 	"text/tabwriter"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/schollz/progressbar/v3"
 
+	"csrdesk/bot"
 	"csrdesk/bot/web"
 	"csrdesk/campaigns"
 	"csrdesk/internal/rdb"
@@ -113,11 +115,11 @@ func subscribersCommand(ctx context.Context, cfg config, args []string, stdout, 
 				return err
 			}
 			defer rc.Close()
-			n, err := web.Forget(ctx, rc, pos[0])
+			n, err := forgetInChats(ctx, rc, pos[0])
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "%s erased: lists, consent history, delivery records and %d web chat messages; only a suppression hash is left, so imports skip it\n", pos[0], n)
+			fmt.Fprintf(stdout, "%s erased: lists, consent history, delivery records and %d chat messages or ticket lines; only a suppression hash is left, so imports skip it\n", pos[0], n)
 			return nil
 		})
 	case args[0] == "invite":
@@ -197,6 +199,16 @@ func subscribersCommand(ctx context.Context, cfg config, args []string, stdout, 
 		return withStore(ctx, cfg, func(s *campaigns.Store) error { return s.Export(ctx, *list, stdout) })
 	}
 	return usageError(fmt.Sprintf("subscribers: unknown command %q (want import, export, delete or subscribe)", args[0]))
+}
+
+// forgetInChats erases an address from what the help desk holds: conversation histories, tickets and web chats.
+func forgetInChats(ctx context.Context, rc redis.UniversalClient, email string) (int, error) {
+	n, err := bot.Forget(ctx, rc, email)
+	if err != nil {
+		return n, err
+	}
+	m, err := web.Forget(ctx, rc, email)
+	return n + m, err
 }
 
 // withSubscriptions sets up what sends confirmation mails, for a command that sends them.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -95,4 +96,31 @@ func Redact(rawURL string) string {
 		userinfo = user + ":xxxxx"
 	}
 	return scheme + "://" + userinfo + "@" + hosts
+}
+
+// Scan calls fn for every key matching pattern whose type is typ ("stream", "list", "hash", ...), on every
+// master of a Cluster or on the one server, one key at a time. It is for rare, whole-database work such as an
+// erasure; fn gets the client that holds the key.
+func Scan(ctx context.Context, c redis.UniversalClient, pattern, typ string, fn func(ctx context.Context, c *redis.Client, key string) error) error {
+	scan := func(ctx context.Context, c *redis.Client) error {
+		iter := c.ScanType(ctx, 0, pattern, 500, typ).Iterator()
+		for iter.Next(ctx) {
+			if err := fn(ctx, c, iter.Val()); err != nil {
+				return err
+			}
+		}
+		return iter.Err()
+	}
+	switch c := c.(type) {
+	case *redis.ClusterClient:
+		var mu sync.Mutex // fn need not be safe for concurrent use
+		return c.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error {
+			mu.Lock()
+			defer mu.Unlock()
+			return scan(ctx, c)
+		})
+	case *redis.Client:
+		return scan(ctx, c)
+	}
+	return fmt.Errorf("scan: unsupported Redis client %T", c)
 }
