@@ -428,3 +428,42 @@ func TestInviteUnconfirmedMembers(t *testing.T) {
 		t.Errorf("consent history: %+v", consents)
 	}
 }
+
+// An erasure in the middle of a campaign leaves nothing behind and the campaign's counts adding up: a recipient
+// already sent to, one waiting to retry, and one still queued.
+func TestEraseDuringACampaign(t *testing.T) {
+	ctx := context.Background()
+	sink := smtptest.New(t)
+	sink.TempFail("p00005@example.com", 1)
+	s, c := campaignFixture(t, 300)
+	s.Transition(ctx, c.ID, "start")
+	cfg := DefaultWorkerConfig()
+	cfg.Rate, cfg.RetryBase = 100, 3*time.Second // the first batch of 200 takes two seconds
+	run(t, testWorker(t, s, sink.Addr, cfg))
+	k := campaignKeys(c.ID)
+	deadline := time.Now().Add(20 * time.Second)
+	for s.rdb.HGet(ctx, k.delivery, "p00001@example.com").Val() != "sent" || s.rdb.HGet(ctx, k.delivery, "p00005@example.com").Val() != "retry" {
+		if time.Now().After(deadline) {
+			t.Fatal("p00001 not sent or p00005 not waiting to retry")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	erased := []string{"p00001@example.com", "p00005@example.com", "p00250@example.com"}
+	for _, e := range erased {
+		if err := s.Erase(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := waitState(t, s, c.ID, Finished)
+	if st.Total != 300 || st.Sent != 298 || st.Failed != 2 || st.Retrying != 0 || st.Pending != 0 {
+		t.Errorf("counts after erasing three recipients mid-campaign: %+v", st)
+	}
+	for _, e := range erased {
+		if where := findInRedis(t, s, e); where != "" {
+			t.Errorf("%s still in %s", e, where)
+		}
+	}
+	if sink.Got("p00250@example.com") != 0 || sink.Got("p00005@example.com") != 0 {
+		t.Error("an erased recipient was mailed after the erasure")
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // PersonalData is everything csrdesk holds about one address, as a subscriber gets it on request (GDPR art. 15).
@@ -79,7 +81,9 @@ func (s *Store) PersonalData(ctx context.Context, email string) (*PersonalData, 
 // Erase removes an address everywhere (GDPR art. 17): the subscriber, their lists, consent history and every
 // campaign's delivery record, failure, retry and queued job. Campaign counts stay, as they hold no address. What is
 // left is the address's SuppressionHash, so that a later import does not bring it back by mistake; subscribing
-// again themselves lifts it. Erase may be run again after an interruption: it finishes the job.
+// again themselves lifts it. Erase may be run again after an interruption: it finishes the job. One race is
+// left: a message a worker is sending at that very moment is recorded after the erasure, under the address;
+// erasing again once the campaign has moved on removes it.
 func (s *Store) Erase(ctx context.Context, email string) error {
 	email, err := NormalizeEmail(email)
 	if err != nil {
@@ -105,34 +109,50 @@ func (s *Store) Erase(ctx context.Context, email string) error {
 	}
 	return s.eachCampaign(ctx, func(c *Campaign) error {
 		k := campaignKeys(c.ID)
-		pipe := s.rdb.TxPipeline()
-		pipe.HDel(ctx, k.delivery, email)
-		pipe.HDel(ctx, k.attempts, email)
-		pipe.HDel(ctx, k.failures, email)
-		pipe.SRem(ctx, k.queued, email)
-		pipe.ZRem(ctx, k.retry, email)
-		if _, err := pipe.Exec(ctx); err != nil {
+		keys := []string{k.delivery, k.attempts, k.failures, k.queued, k.retry, k.counts, k.jobs}
+		if err := eraseScript.Run(ctx, s.rdb, keys, email, workerGroup).Err(); err != nil {
 			return fmt.Errorf("erase: campaign %d: %w", c.ID, err)
 		}
-		// Jobs still queued for the address: few, and only while the campaign runs.
-		for start := "-"; ; {
-			msgs, err := s.rdb.XRangeN(ctx, k.jobs, start, "+", 1000).Result()
-			if err != nil {
-				return fmt.Errorf("erase: campaign %d: %w", c.ID, err)
-			}
-			for _, m := range msgs {
-				if m.Values["e"] == email {
-					s.rdb.XAck(ctx, k.jobs, workerGroup, m.ID)
-					s.rdb.XDel(ctx, k.jobs, m.ID)
-				}
-			}
-			if len(msgs) < 1000 {
-				return nil
-			}
-			start = "(" + msgs[len(msgs)-1].ID
-		}
+		return nil
 	})
 }
+
+// eraseScript removes an address from a campaign's records. Its counts stay right: a retry still waiting, and a
+// job still queued (or held by a worker that has not recorded it yet), count as failed.
+var eraseScript = redis.NewScript(`
+local email = ARGV[1]
+local counted = false -- as failed, once
+if redis.call('HGET', KEYS[1], email) == 'retry' then
+  redis.call('HINCRBY', KEYS[6], 'retrying', -1)
+  redis.call('HINCRBY', KEYS[6], 'failed', 1)
+  counted = true
+end
+redis.call('HDEL', KEYS[1], email)
+redis.call('HDEL', KEYS[2], email)
+redis.call('HDEL', KEYS[3], email)
+redis.call('SREM', KEYS[4], email)
+redis.call('ZREM', KEYS[5], email)
+-- Jobs for the address: few, and only while the campaign runs.
+local start = '-'
+while true do
+  local page = redis.call('XRANGE', KEYS[7], start, '+', 'COUNT', 1000)
+  for _, m in ipairs(page) do
+    local f = m[2]
+    if f[1] == 'e' and f[2] == email then
+      -- Recorded jobs are deleted with their record, so one still here was not recorded: count it. A worker
+      -- holding it finds it acknowledged and does not count it again.
+      redis.call('XACK', KEYS[7], ARGV[2], m[1])
+      redis.call('XDEL', KEYS[7], m[1])
+      if not counted then
+        redis.call('HINCRBY', KEYS[6], 'failed', 1)
+        counted = true
+      end
+    end
+  end
+  if #page < 1000 then break end
+  start = '(' .. page[#page][1]
+end
+return 0`)
 
 // eachCampaign calls fn for every campaign, oldest first.
 func (s *Store) eachCampaign(ctx context.Context, fn func(*Campaign) error) error {

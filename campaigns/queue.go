@@ -486,9 +486,17 @@ for n, email in ipairs(emails) do
         kind = 'fail'
       end
     end
-    if kind ~= 'temp' and prev == 'retry' then retryDone = retryDone + 1 end
+    if kind ~= 'temp' and kind ~= 'drop' and prev == 'retry' then retryDone = retryDone + 1 end
     if kind == 'temp' then
       state[email] = 'retry'
+    elseif kind == 'drop' then
+      -- The subscriber was erased: counted as failed, nothing kept about them; unless the erasure got to the
+      -- job first and counted it itself.
+      if redis.call('XACK', KEYS[3], ARGV[1], ARGV[i+2]) == 1 then
+        redis.call('HINCRBY', KEYS[2], 'failed', 1)
+        if prev == 'retry' then retryDone = retryDone + 1 end
+        redis.call('HDEL', KEYS[1], email)
+      end
     elseif kind == 'sent' then
       sent[#sent+1] = email
       sent[#sent+1] = 'sent'
@@ -514,7 +522,7 @@ return #ids`)
 // result is what a connection reports about one job, for the recorder.
 type result struct {
 	j    job
-	kind string // sent, fail, temp; empty for nothing to record
+	kind string // sent, fail, temp, drop (an erased subscriber); empty for nothing to record
 	o    outcome
 	done chan struct{} // closed once committed (or given up: the job then stays pending)
 }
@@ -529,7 +537,7 @@ func (w *Worker) process(ctx context.Context, conn Conn, j job) result {
 		return result{j: j, kind: "sent"} // a duplicate job: only acknowledged
 	}
 	if len(j.sub) == 0 {
-		return result{j: j, kind: "fail", o: outcome{reason: "the subscriber was deleted"}}
+		return result{j: j, kind: "drop"} // erased on request: no record may name them
 	}
 	sub := fromHash(j.sub)
 	if sub.Status != Active {
