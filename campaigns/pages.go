@@ -48,7 +48,7 @@ type SubscriptionsConfig struct {
 
 // NewSubscriptions loads the pages' texts and template.
 func NewSubscriptions(store *Store, t Transport, cfg SubscriptionsConfig, log *slog.Logger) (*Subscriptions, error) {
-	texts, err := templates.Pages()
+	texts, err := pageTexts() // loaded once, shared with the event blocks of campaign mails
 	if err != nil {
 		return nil, err
 	}
