@@ -113,6 +113,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			defer wg.Done()
 			defer conn.Close()
 			var last chan struct{} // the previous outcome's commit
+			down := 0              // connection failures in a row
 			for j := range jobs {
 				r := w.process(context.WithoutCancel(ctx), conn, j)
 				if r.kind == "" {
@@ -124,6 +125,17 @@ func (w *Worker) Run(ctx context.Context) error {
 				r.done = make(chan struct{})
 				outcomes <- r
 				last = r.done
+				if r.kind != "requeue" {
+					down = 0
+					continue
+				}
+				wait := min(time.Second<<min(down, 5), 30*time.Second)
+				down++
+				w.log.Warn("worker: the mail server is unreachable; waiting", "wait", wait, "err", r.o.reason)
+				select {
+				case <-ctx.Done():
+				case <-time.After(wait):
+				}
 			}
 			if last != nil {
 				<-last
@@ -456,9 +468,10 @@ func (w *Worker) recipients(ctx context.Context, c *Campaign, emails []string) (
 }
 
 // recordScript records a group of outcomes of one campaign and acknowledges their jobs, atomically. ARGV:
-// the group, the most attempts, now and the first retry's wait (ms), then per outcome: address, kind (sent, fail
-// or temp), stream entry, failure JSON. An outcome for a recipient that already has a final one (a duplicate job)
-// is only acknowledged; a temp outcome below the most attempts goes to the retry set with a doubling wait.
+// the group, the most attempts, now and the first retry's wait (ms), then per outcome: address, kind (sent, fail,
+// temp, requeue or drop), stream entry, failure JSON. An outcome for a recipient that already has a final one (a
+// duplicate job) is only acknowledged; a temp outcome below the most attempts goes to the retry set with a
+// doubling wait; a requeue (the mail server could not be reached) goes back at the end of the queue as it is.
 var recordScript = redis.NewScript(`
 local maxAttempts, now, base = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local emails, ids = {}, {}
@@ -486,9 +499,11 @@ for n, email in ipairs(emails) do
         kind = 'fail'
       end
     end
-    if kind ~= 'temp' and kind ~= 'drop' and prev == 'retry' then retryDone = retryDone + 1 end
+    if kind ~= 'temp' and kind ~= 'drop' and kind ~= 'requeue' and prev == 'retry' then retryDone = retryDone + 1 end
     if kind == 'temp' then
       state[email] = 'retry'
+    elseif kind == 'requeue' then
+      redis.call('XADD', KEYS[3], '*', 'e', email)
     elseif kind == 'drop' then
       -- The subscriber was erased: counted as failed, nothing kept about them; unless the erasure got to the
       -- job first and counted it itself.
@@ -522,7 +537,7 @@ return #ids`)
 // result is what a connection reports about one job, for the recorder.
 type result struct {
 	j    job
-	kind string // sent, fail, temp, drop (an erased subscriber); empty for nothing to record
+	kind string // sent, fail, temp, requeue (the server unreachable), drop (an erased subscriber); empty for nothing to record
 	o    outcome
 	done chan struct{} // closed once committed (or given up: the job then stays pending)
 }
@@ -552,6 +567,11 @@ func (w *Worker) process(ctx context.Context, conn Conn, j job) result {
 	}
 	if err := conn.Send(ctx, m); err != nil {
 		o := classify(err)
+		if o.down {
+			// The mail server is unreachable or hung up: the recipient goes back in the queue without using up
+			// an attempt, and this connection waits before it tries again (see Run).
+			return result{j: j, kind: "requeue", o: o}
+		}
 		kind := "fail"
 		if o.temp {
 			kind = "temp"
@@ -613,11 +633,22 @@ func (w *Worker) commit(ctx context.Context, group []result) {
 		}
 		byCampaign[id] = append(byCampaign[id], r.j.email, r.kind, r.j.id, failure)
 	}
+	// Redis may be restarting: try again for a while rather than leave messages already sent unrecorded, to be
+	// sent again by whoever claims their jobs. The connections wait meanwhile, so nothing more goes out unrecorded.
+	giveUp := now.Add(w.cfg.ClaimIdle / 2)
 	for id, args := range byCampaign {
 		k := campaignKeys(id)
-		err := recordScript.Run(ctx, w.rdb, []string{k.delivery, k.counts, k.jobs, k.attempts, k.retry, k.failures}, args...).Err()
-		if err != nil {
-			w.log.Error("worker: record outcomes", "campaign_id", id, "outcomes", (len(args)-4)/4, "err", err) // the jobs stay pending
+		for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+			err := recordScript.Run(ctx, w.rdb, []string{k.delivery, k.counts, k.jobs, k.attempts, k.retry, k.failures}, args...).Err()
+			if err == nil {
+				break
+			}
+			if time.Now().After(giveUp) {
+				w.log.Error("worker: record outcomes", "campaign_id", id, "outcomes", (len(args)-4)/4, "err", err) // the jobs stay pending
+				break
+			}
+			w.log.Warn("worker: record outcomes; trying again", "campaign_id", id, "wait", wait, "err", err)
+			time.Sleep(wait)
 		}
 	}
 }

@@ -216,15 +216,44 @@ func TestPauseAndResume(t *testing.T) {
 
 func TestAutoPauseWhenTheServerRefusesEverything(t *testing.T) {
 	ctx := context.Background()
+	sk := smtptest.New(t)
+	sk.TempFailEvery(1) // 451 to everybody, as a mail provider that has throttled the account
 	s, c := campaignFixture(t, 100)
 	s.Transition(ctx, c.ID, "start")
 	cfg := DefaultWorkerConfig()
 	cfg.PauseAfter, cfg.RetryBase = 10, time.Hour
-	run(t, testWorker(t, s, "127.0.0.1:1", cfg)) // nothing listens there
+	run(t, testWorker(t, s, sk.Addr, cfg))
 	st := waitState(t, s, c.ID, Paused)
 	cmp, _ := s.Campaign(ctx, c.ID)
-	if st.Sent != 0 || !strings.Contains(cmp.Reason, "paused by itself after 10 failures") {
+	if st.Sent != 0 || !strings.Contains(cmp.Reason, "paused by itself after 10 failures in a row; last: 451") {
 		t.Errorf("status %+v, reason %q", st, cmp.Reason)
+	}
+}
+
+// A mail server that cannot be reached or hangs up is nobody's refusal: the recipients wait in the queue
+// without using up their attempts, and all get the mail once it is back.
+func TestMailServerDownAndBack(t *testing.T) {
+	ctx := context.Background()
+	sk := smtptest.New(t)
+	sk.HangUp(true)
+	s, c := campaignFixture(t, 100)
+	s.Transition(ctx, c.ID, "start")
+	cfg := DefaultWorkerConfig()
+	cfg.PauseAfter, cfg.MaxAttempts = 5, 2
+	run(t, testWorker(t, s, sk.Addr, cfg))
+	time.Sleep(2500 * time.Millisecond) // each connection fails, waits a second, fails again, waits two
+	st, _ := s.CampaignStatus(ctx, c.ID)
+	if st.State != Running || st.Sent != 0 || st.Failed != 0 || st.Retrying != 0 || st.Pending != 100 {
+		t.Fatalf("while the server is down: %+v", st)
+	}
+	if n := s.rdb.HLen(ctx, campaignKeys(c.ID).attempts).Val(); n != 0 {
+		t.Errorf("%d recipients used up an attempt while the server was down", n)
+	}
+	sk.HangUp(false)
+	st = waitState(t, s, c.ID, Finished)
+	recipients, messages, dups := sk.Counts()
+	if st.Sent != 100 || st.Failed != 0 || recipients != 100 || messages != 100 || len(dups) != 0 {
+		t.Errorf("after the server came back: %+v; sink %d recipients, %d messages, duplicates %v", st, recipients, messages, dups)
 	}
 }
 

@@ -133,18 +133,23 @@ func (f *Folder) Send(_ context.Context, m *mail.Msg) error {
 
 // outcome is what happened to one message.
 type outcome struct {
-	temp   bool // a 4xx or a broken connection: try again later
+	temp   bool // a 4xx: try again later
+	down   bool // no reply at all (the server could not be reached, or the connection broke): not the recipient's doing
 	code   int
 	reason string
 }
 
-// classify reads a send error.
+// classify reads a send error. A reply code says what the server thinks of the recipient; an error without one
+// is the connection's, except the few go-mail raises about the message itself before talking to the server.
 func classify(err error) outcome {
 	var se *mail.SendError
 	if errors.As(err, &se) && se.ErrorCode() != 0 {
 		return outcome{temp: se.IsTemp(), code: se.ErrorCode(), reason: oneLine(se.Error())}
 	}
-	return outcome{temp: true, reason: oneLine(err.Error())}
+	if se != nil && (se.Reason == mail.ErrGetSender || se.Reason == mail.ErrGetRcpts || se.Reason == mail.ErrNoUnencoded) {
+		return outcome{reason: oneLine(se.Error())}
+	}
+	return outcome{down: true, reason: oneLine(err.Error())}
 }
 
 func oneLine(s string) string {

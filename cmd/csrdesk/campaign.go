@@ -48,6 +48,9 @@ func mailer(cfg config) (mail, error) {
 	if cfg.ClaimIdle > 0 {
 		m.worker.ClaimIdle = cfg.ClaimIdle
 	}
+	if cfg.RetryBase > 0 {
+		m.worker.RetryBase = cfg.RetryBase
+	}
 	if cfg.DKIMKeyFile != "" {
 		if m.worker.DKIM, err = campaigns.DKIM(cfg.DKIMKeyFile, cfg.DKIMDomain, cfg.DKIMSelector); err != nil {
 			return m, err

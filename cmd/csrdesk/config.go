@@ -41,6 +41,7 @@ type config struct {
 	// empty for bounces@ the sender's domain.
 	BounceAddress string
 	ClaimIdle     time.Duration // how long a dead worker's jobs wait before another takes them
+	RetryBase     time.Duration // the wait before a recipient refused with 4xx is tried again, doubled each time
 	APIToken      string
 
 	DKIMKeyFile, DKIMDomain, DKIMSelector string
@@ -167,6 +168,7 @@ func parseConfig(getenv func(string) string) (config, error) {
 		}
 	}
 	duration("CSRDESK_MAIL_CLAIM_IDLE", &c.ClaimIdle)
+	duration("CSRDESK_MAIL_RETRY_BASE", &c.RetryBase)
 	str("CSRDESK_API_TOKEN", &c.APIToken)
 	str("CSRDESK_DKIM_KEY_FILE", &c.DKIMKeyFile)
 	str("CSRDESK_DKIM_SELECTOR", &c.DKIMSelector)

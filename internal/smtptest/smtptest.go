@@ -1,8 +1,9 @@
 // Package smtptest is an in-process SMTP server for tests (github.com/emersion/go-smtp): it counts what each
-// recipient received, keeps the last message with its Return-Path, and refuses recipients as told.
+// recipient received, keeps the last message with its Return-Path, and refuses recipients or hangs up as told.
 package smtptest
 
 import (
+	"hash/fnv"
 	"io"
 	"net"
 	"sync"
@@ -19,6 +20,8 @@ type Sink struct {
 	messages  map[string]string
 	tempFails map[string]int
 	permFail  map[string]bool
+	failEvery int  // 451 to one recipient in every failEvery, by address
+	hangUp    bool // close every connection at its next command
 }
 
 // New starts a sink on a free port, stopped when the test ends.
@@ -44,6 +47,14 @@ func (s *Sink) TempFail(rcpt string, n int) { s.mu.Lock(); s.tempFails[rcpt] = n
 
 // PermFail makes every delivery to rcpt fail with 550.
 func (s *Sink) PermFail(rcpt string) { s.mu.Lock(); s.permFail[rcpt] = true; s.mu.Unlock() }
+
+// TempFailEvery makes deliveries to one recipient in n fail with 451 until it is called with 0: always the
+// same recipients, as a server throttling some of them would.
+func (s *Sink) TempFailEvery(n int) { s.mu.Lock(); s.failEvery = n; s.mu.Unlock() }
+
+// HangUp makes the server close each connection at its next command, without a reply, until it is called with
+// false: a mail server going down.
+func (s *Sink) HangUp(on bool) { s.mu.Lock(); s.hangUp = on; s.mu.Unlock() }
 
 // TempFailsLeft returns how many 450s rcpt has still to get.
 func (s *Sink) TempFailsLeft(rcpt string) int {
@@ -72,24 +83,46 @@ func (s *Sink) Counts() (recipients, messages int, dups []string) {
 	return
 }
 
-func (s *Sink) NewSession(*smtp.Conn) (smtp.Session, error) { return &session{s: s}, nil }
+func (s *Sink) NewSession(c *smtp.Conn) (smtp.Session, error) { return &session{s: s, c: c}, nil }
 
 type session struct {
 	s    *Sink
+	c    *smtp.Conn
 	from string
 	to   []string
 }
 
+// hungUp closes the connection if the sink is told to hang up.
+func (x *session) hungUp() bool {
+	x.s.mu.Lock()
+	defer x.s.mu.Unlock()
+	if x.s.hangUp {
+		x.c.Conn().Close()
+	}
+	return x.s.hangUp
+}
+
+var errHungUp = &smtp.SMTPError{Code: 421, Message: "hung up"} // never reaches the client: the connection is closed
+
 func (x *session) Reset()        { x.from, x.to = "", nil }
 func (x *session) Logout() error { return nil }
 
-func (x *session) Mail(from string, _ *smtp.MailOptions) error { x.from = from; return nil }
+func (x *session) Mail(from string, _ *smtp.MailOptions) error {
+	if x.hungUp() {
+		return errHungUp
+	}
+	x.from = from
+	return nil
+}
 
 func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	x.s.mu.Lock()
 	defer x.s.mu.Unlock()
 	if x.s.permFail[to] {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+	}
+	if x.s.failEvery > 0 && fnvHash(to)%uint32(x.s.failEvery) == 0 {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "throttled, try later"}
 	}
 	if x.s.tempFails[to] > 0 {
 		x.s.tempFails[to]--
@@ -99,8 +132,13 @@ func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	return nil
 }
 
+func fnvHash(s string) uint32 { h := fnv.New32a(); h.Write([]byte(s)); return h.Sum32() }
+
 func (x *session) Data(r io.Reader) error {
 	data, _ := io.ReadAll(r)
+	if x.hungUp() {
+		return errHungUp
+	}
 	x.s.mu.Lock()
 	defer x.s.mu.Unlock()
 	for _, to := range x.to {
