@@ -110,20 +110,23 @@ func (s *Slack) socketMode(ctx context.Context) {
 		switch evt.Type {
 		case socketmode.EventTypeEventsAPI:
 			ev, _ := evt.Data.(slackevents.EventsAPIEvent)
-			if evt.Request != nil {
-				client.Ack(*evt.Request)
-			}
 			outer, _ := ev.Data.(*slackevents.EventsAPICallbackEvent)
-			if outer == nil {
-				continue
-			}
-			go s.background("event", func(ctx context.Context) error { return s.handleEvent(ctx, outer.EventID, ev.InnerEvent) })
+			go func() {
+				// Acknowledged once handled: an event not acknowledged comes again.
+				if outer != nil && s.handleNow("event", func(ctx context.Context) error { return s.handleEvent(ctx, outer.EventID, ev.InnerEvent) }) != nil {
+					return
+				}
+				if evt.Request != nil {
+					client.Ack(*evt.Request)
+				}
+			}()
 		case socketmode.EventTypeInteractive:
 			ic, _ := evt.Data.(slack.InteractionCallback)
-			if evt.Request != nil {
-				client.Ack(*evt.Request)
-			}
-			go s.background("button", func(ctx context.Context) error { return s.handleInteraction(ctx, ic) })
+			go func() {
+				if s.handleNow("button", func(ctx context.Context) error { return s.handleInteraction(ctx, ic) }) == nil && evt.Request != nil {
+					client.Ack(*evt.Request)
+				}
+			}()
 		case socketmode.EventTypeInvalidAuth:
 			s.log.Error("slack: socket mode: the app token is refused (SLACK_APP_TOKEN)")
 		case socketmode.EventTypeConnectionError:
@@ -134,14 +137,17 @@ func (s *Slack) socketMode(ctx context.Context) {
 	}
 }
 
-// background handles one event or button press apart from the request that brought it, which Slack wants
-// acknowledged at once.
-func (s *Slack) background(what string, fn func(context.Context) error) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+// handleNow handles one event or button press within the three seconds Slack waits for an acknowledgement, so
+// that it is acknowledged only once handled: when it cannot be (Redis restarting, say), Slack sends an event
+// again, and shows the person who pressed a button that it did not work.
+func (s *Slack) handleNow(what string, fn func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
 	defer cancel()
-	if err := fn(ctx); err != nil {
+	err := fn(ctx)
+	if err != nil {
 		s.log.Error("slack: "+what+" not handled", "err", err)
 	}
+	return err
 }
 
 // slackMrkdwn is Slack's markup.
@@ -205,8 +211,8 @@ func classify(err error) error {
 	return err // network trouble or a 5xx: retry
 }
 
-// EventsHandler receives the Events API: it verifies the request, acknowledges at once (Slack retries requests
-// not acknowledged within 3 seconds), and handles each event once, however often Slack sends it.
+// EventsHandler receives the Events API: it verifies the request, handles the event and only then acknowledges
+// it (Slack sends it again when the answer is not 200 within 3 seconds), once however often Slack sends it.
 func (s *Slack) EventsHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, ok := s.verified(w, r)
@@ -225,12 +231,12 @@ func (s *Slack) EventsHandler() http.Handler {
 			io.WriteString(w, ch.Challenge)
 			return
 		}
-		w.WriteHeader(http.StatusOK)
 		outer, _ := ev.Data.(*slackevents.EventsAPICallbackEvent)
-		if outer == nil {
+		if outer != nil && s.handleNow("event", func(ctx context.Context) error { return s.handleEvent(ctx, outer.EventID, ev.InnerEvent) }) != nil {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
 			return
 		}
-		go s.background("event", func(ctx context.Context) error { return s.handleEvent(ctx, outer.EventID, ev.InnerEvent) })
+		w.WriteHeader(http.StatusOK)
 	})
 }
 
@@ -255,15 +261,13 @@ func (s *Slack) verified(w http.ResponseWriter, r *http.Request) ([]byte, bool) 
 
 // handleEvent handles one event, once per event id.
 func (s *Slack) handleEvent(ctx context.Context, eventID string, inner slackevents.EventsAPIInnerEvent) error {
-	if eventID != "" {
-		first, err := s.rdb.SetNX(ctx, "csrdesk:slack:event:"+eventID, 1, 48*time.Hour).Result()
-		if err != nil {
-			return err
-		}
-		if !first {
-			return nil
-		}
+	if eventID == "" {
+		return s.event(ctx, inner)
 	}
+	return bot.Once(ctx, s.rdb, "csrdesk:slack:event:"+eventID, func(ctx context.Context) error { return s.event(ctx, inner) })
+}
+
+func (s *Slack) event(ctx context.Context, inner slackevents.EventsAPIInnerEvent) error {
 	switch ev := inner.Data.(type) {
 	case *slackevents.MessageEvent:
 		if ev.BotID != "" || ev.User == "" || ev.User == s.botUserID || ev.SubType != "" {
@@ -314,8 +318,11 @@ func (s *Slack) InteractionsHandler() http.Handler {
 			http.Error(w, "not an interaction", http.StatusBadRequest)
 			return
 		}
+		if s.handleNow("button", func(ctx context.Context) error { return s.handleInteraction(ctx, ic) }) != nil {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+			return
+		}
 		w.WriteHeader(http.StatusOK)
-		go s.background("button", func(ctx context.Context) error { return s.handleInteraction(ctx, ic) })
 	})
 }
 

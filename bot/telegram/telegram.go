@@ -110,7 +110,13 @@ var offsetKey = "csrdesk:telegram:offset"
 func (b *Bot) poll(ctx context.Context) error {
 	backoff := time.Second
 	for ctx.Err() == nil {
-		offset, _ := b.rdb.Get(ctx, offsetKey).Int()
+		offset, err := b.rdb.Get(ctx, offsetKey).Int()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			// Redis is away: asking Telegram from offset 0 would fetch everything again for nothing.
+			b.log.Warn("telegram: read offset, waiting", "err", err)
+			bot.Sleep(ctx, time.Second)
+			continue
+		}
 		updates, err := b.api.GetUpdates(tgbotapi.UpdateConfig{Offset: offset, Timeout: int(b.cfg.PollTimeout.Seconds()), AllowedUpdates: []string{"message", "callback_query"}})
 		if err != nil {
 			if ctx.Err() != nil {
@@ -171,38 +177,29 @@ func (b *Bot) handle(ctx context.Context, u tgbotapi.Update) error {
 	if !ok {
 		return nil
 	}
-	seen := fmt.Sprintf("csrdesk:telegram:update:%d", u.UpdateID)
-	first, err := b.rdb.SetNX(ctx, seen, 1, 48*time.Hour).Result()
-	if err != nil {
-		return err
-	}
-	if !first {
-		return nil
-	}
-	if u.CallbackQuery != nil {
-		// Stop the button's spinner; best effort, the answer itself comes as a message.
-		if _, err := b.api.Request(tgbotapi.NewCallback(u.CallbackQuery.ID, "")); err != nil {
-			b.log.Debug("telegram: answer callback query", "err", err)
+	return bot.Once(ctx, b.rdb, fmt.Sprintf("csrdesk:telegram:update:%d", u.UpdateID), func(ctx context.Context) error {
+		if u.CallbackQuery != nil {
+			// Stop the button's spinner; best effort, the answer itself comes as a message.
+			if _, err := b.api.Request(tgbotapi.NewCallback(u.CallbackQuery.ID, "")); err != nil {
+				b.log.Debug("telegram: answer callback query", "err", err)
+			}
 		}
-	}
-	if err := b.engine.Handle(ctx, m); err != nil {
-		b.rdb.Del(context.WithoutCancel(ctx), seen) // let the redelivery try again
-		return err
-	}
-	return nil
+		return b.engine.Handle(ctx, m)
+	})
 }
 
-// message converts an update. It reports false for updates the bot ignores: other kinds, and group messages not
-// addressed to it (neither mentioning it nor replying to it).
+// message converts an update. It reports false for updates the bot ignores: other kinds, group messages not
+// addressed to it (neither mentioning it nor replying to it), and updates without the chat or the sender that
+// Telegram always sends (a forged or damaged post to the webhook), since there would be nobody to answer.
 func (b *Bot) message(u tgbotapi.Update) (bot.Message, bool) {
 	switch {
-	case u.CallbackQuery != nil && u.CallbackQuery.Message != nil:
+	case u.CallbackQuery != nil && u.CallbackQuery.From != nil && u.CallbackQuery.Message != nil && u.CallbackQuery.Message.Chat != nil:
 		q := u.CallbackQuery
 		return bot.Message{
 			Channel: ChannelName, Chat: strconv.FormatInt(q.Message.Chat.ID, 10), User: strconv.FormatInt(q.From.ID, 10),
 			Name: q.From.FirstName, LangHint: lang(q.From.LanguageCode), Data: q.Data,
 		}, true
-	case u.Message != nil && u.Message.Text != "" && u.Message.From != nil:
+	case u.Message != nil && u.Message.Text != "" && u.Message.From != nil && u.Message.Chat != nil:
 		msg := u.Message
 		text := msg.Text
 		if !msg.Chat.IsPrivate() {

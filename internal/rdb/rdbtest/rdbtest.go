@@ -24,6 +24,7 @@ import (
 type Server struct {
 	Addr string
 	cmd  *exec.Cmd
+	args []string
 	dir  string
 	next atomic.Int32 // the next database number handed out by Client
 }
@@ -62,9 +63,10 @@ func Start() (*Server, error) {
 			return nil, err
 		}
 		s := &Server{Addr: "127.0.0.1:" + strconv.Itoa(port), dir: dir}
-		s.cmd = exec.Command(bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
-			"--appendonly", "yes", "--save", "", "--maxmemory-policy", "noeviction", "--databases", "64",
-			"--logfile", filepath.Join(dir, "redis.log"))
+		s.args = []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--dir", dir,
+			"--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--maxmemory-policy", "noeviction", "--databases", "64",
+			"--logfile", filepath.Join(dir, "redis.log")}
+		s.cmd = exec.Command(bin, s.args...)
 		if err := s.cmd.Start(); err != nil {
 			return nil, fmt.Errorf("start redis-server: %w", err)
 		}
@@ -102,6 +104,29 @@ func (s *Server) wait(limit time.Duration) bool {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return false
+}
+
+// Kill stops the server with sig, syscall.SIGTERM for a clean shutdown or syscall.SIGKILL for a crash, and
+// waits until it has gone. Its data folder stays for Restart.
+func (s *Server) Kill(sig os.Signal) error {
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		return err
+	}
+	s.cmd.Wait()
+	return nil
+}
+
+// Restart starts the server again on its port and data folder, as after a crash, and waits until it answers
+// (it has then loaded its append-only file).
+func (s *Server) Restart() error {
+	s.cmd = exec.Command(s.cmd.Path, s.args...)
+	if err := s.cmd.Start(); err != nil {
+		return err
+	}
+	if !s.wait(30 * time.Second) {
+		return fmt.Errorf("redis-server did not come back on %s", s.Addr)
+	}
+	return nil
 }
 
 // Stop ends the server and removes its data folder.
