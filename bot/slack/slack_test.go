@@ -119,7 +119,7 @@ type fixture struct {
 	srv    *httptest.Server
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	rc := redisSrv.Client(t)
 	bc := bottest.Config()
@@ -195,7 +195,7 @@ func threadReply(t *testing.T, eventID, threadTS, text string) string {
 	return fmt.Sprintf(string(data), strings.Trim(string(quoted), `"`), threadTS, eventID)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {

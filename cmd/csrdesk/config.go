@@ -8,6 +8,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-redis/redis_rate/v10"
+
 	"csrdesk/bot"
 	"csrdesk/bot/slack"
 	"csrdesk/bot/telegram"
@@ -158,6 +160,11 @@ func parseConfig(getenv func(string) string) (config, error) {
 	}
 	integer("CSRDESK_RATE_PER_MIN", &c.Bot.RatePerMin, 0)
 	integer("CSRDESK_MAIL_RATE", &c.MailRate, 0)
+	tgRate := 0
+	integer("TELEGRAM_RATE", &tgRate, 1)
+	if tgRate > 0 {
+		c.Telegram.Overall = redis_rate.Limit{Rate: tgRate, Burst: tgRate, Period: time.Second}
+	}
 	str("CSRDESK_SMTP_URL", &c.SMTPURL)
 	str("CSRDESK_OUTBOX_DIR", &c.OutboxDir)
 	str("CSRDESK_MAIL_FROM", &c.MailFrom)
