@@ -109,16 +109,23 @@ func TestCampaignCommands(t *testing.T) {
 	}
 }
 
+// buildBinary builds csrdesk for tests that run it as a process.
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "csrdesk")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
 // TestWorkerKilledMidCampaign kills a real worker process (SIGKILL) several times in the middle of a campaign
 // and starts it again: no recipient is skipped, and duplicates stay within what the killed worker had in flight.
 func TestWorkerKilledMidCampaign(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and kills processes")
 	}
-	bin := filepath.Join(t.TempDir(), "csrdesk")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := buildBinary(t)
 	sink := smtptest.New(t)
 	url := redisSrv.URL(redisSrv.DB(t))
 	e := env("CSRDESK_REDIS_URL", url, "CSRDESK_SMTP_URL", "smtp://"+sink.Addr+"?tls=none", "CSRDESK_MAIL_RATE", "800")

@@ -18,13 +18,26 @@ import (
 )
 
 // platforms fakes the Telegram Bot API (under /tg/) and the Slack Web API (under /slack/api/), speaking their
-// JSON, and records what csrdesk sends to each.
+// JSON, and records what csrdesk sends to each. It can be told to throttle and fail as the real ones do.
 type platforms struct {
 	mu        sync.Mutex
 	updates   []string // Telegram updates, in order; update_id is the index + 1
 	telegram  []url.Values
 	slack     []url.Values
 	slackEdit []url.Values
+	// While set, every tg429-th sendMessage is answered 429 with retry_after 1, and every slack5xx-th
+	// chat.postMessage 503; refused counts those answers.
+	tg429, slack5xx, calls, refused int
+}
+
+// fail reports whether this call is one the fake refuses, every nth while n > 0. p.mu is held.
+func (p *platforms) fail(n int) bool {
+	p.calls++
+	if n > 0 && p.calls%n == 0 {
+		p.refused++
+		return true
+	}
+	return false
 }
 
 func (p *platforms) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -49,6 +62,11 @@ func (p *platforms) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 			fmt.Fprintf(w, `{"ok":true,"result":[%s]}`, strings.Join(out, ","))
 		case "sendMessage":
+			if p.fail(p.tg429) {
+				w.WriteHeader(http.StatusTooManyRequests)
+				io.WriteString(w, `{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 1","parameters":{"retry_after":1}}`)
+				return
+			}
 			p.telegram = append(p.telegram, r.Form)
 			io.WriteString(w, `{"ok":true,"result":{"message_id":9,"date":1795766401,"chat":{"id":5001,"type":"private"}}}`)
 		default:
@@ -61,6 +79,10 @@ func (p *platforms) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "auth.test":
 		io.WriteString(w, `{"ok":true,"user_id":"UBOT","bot_id":"BBOT","team_id":"T1"}`)
 	case "chat.postMessage":
+		if p.fail(p.slack5xx) {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
 		p.slack = append(p.slack, r.Form)
 		fmt.Fprintf(w, `{"ok":true,"channel":%q,"ts":"1795766400.%06d"}`, r.Form.Get("channel"), len(p.slack))
 	case "chat.update":
@@ -85,15 +107,20 @@ func (p *platforms) sent() (tg, sl []url.Values) {
 	return append([]url.Values(nil), p.telegram...), append([]url.Values(nil), p.slack...)
 }
 
+// slackSignature signs a request body as Slack does.
+func slackSignature(secret, ts, body string) string {
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write([]byte("v0:" + ts + ":" + body))
+	return "v0=" + hex.EncodeToString(mac.Sum(nil))
+}
+
 func signed(t *testing.T, u, contentType, body, secret string) {
 	t.Helper()
 	ts := strconv.FormatInt(time.Now().Unix(), 10)
-	mac := hmac.New(sha256.New, []byte(secret))
-	mac.Write([]byte("v0:" + ts + ":" + body))
 	req, _ := http.NewRequest("POST", u, strings.NewReader(body))
 	req.Header.Set("Content-Type", contentType)
 	req.Header.Set("X-Slack-Request-Timestamp", ts)
-	req.Header.Set("X-Slack-Signature", "v0="+hex.EncodeToString(mac.Sum(nil)))
+	req.Header.Set("X-Slack-Signature", slackSignature(secret, ts, body))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -153,12 +153,19 @@ func TestFaqEval(t *testing.T) {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
+	ln := listen(t)
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// listen listens on a free local port.
+func listen(t *testing.T) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	return ln
 }
 
 // startServe runs csrdesk serve until the test ends and waits until it answers.
