@@ -238,3 +238,24 @@ func Once(ctx context.Context, rc redis.UniversalClient, key string, fn func(con
 	}
 	return rc.Set(context.WithoutCancel(ctx), key, "done", 48*time.Hour).Err()
 }
+
+// Pending returns how many replies wait for delivery on each channel that has an outbox.
+func (e *Engine) Pending(ctx context.Context) (map[string]int64, error) {
+	e.mu.Lock()
+	outboxes := map[string]*Outbox{}
+	for name, ch := range e.channels {
+		if o, ok := ch.(*Outbox); ok {
+			outboxes[name] = o
+		}
+	}
+	e.mu.Unlock()
+	out := map[string]int64{}
+	for name, o := range outboxes {
+		n, err := o.Pending(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = n
+	}
+	return out, nil
+}

@@ -233,6 +233,27 @@ type Failure struct {
 	At     time.Time `json:"at"`
 }
 
+// ActiveStatuses returns the status of every campaign scheduled, running or paused.
+func (s *Store) ActiveStatuses(ctx context.Context) ([]*Status, error) {
+	ids, err := s.rdb.SMembers(ctx, activeKey).Result()
+	if err != nil {
+		return nil, err
+	}
+	var out []*Status
+	for _, v := range ids {
+		id, _ := strconv.ParseInt(v, 10, 64)
+		st, err := s.CampaignStatus(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
 // Failures returns a campaign's final failures.
 func (s *Store) Failures(ctx context.Context, id int64) ([]Failure, error) {
 	v, err := s.rdb.HGetAll(ctx, campaignKeys(id).failures).Result()
@@ -252,6 +273,7 @@ func (s *Store) Failures(ctx context.Context, id int64) ([]Failure, error) {
 // resendScript puts a campaign's failed recipients back in its queue, and the campaign back to running.
 var resendScript = redis.NewScript(`
 local fails = redis.call('HKEYS', KEYS[2])
+if #fails == 0 then return 0 end -- nothing to do, and Lua would pass HINCRBY -#fails as "-0", not an integer
 for _, e in ipairs(fails) do
   redis.call('HDEL', KEYS[1], e)
   redis.call('HDEL', KEYS[2], e)

@@ -205,4 +205,15 @@ func TestTelegramUserSlackStaff(t *testing.T) {
 			t.Error("a note reached the Telegram user")
 		}
 	}
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`csrdesk_outbox_pending{channel="telegram"} 0`, `csrdesk_outbox_pending{channel="slack"} 0`} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
 }

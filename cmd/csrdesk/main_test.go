@@ -199,7 +199,8 @@ func startServe(t *testing.T, getenv func(string) string, addr string) *syncBuff
 
 func TestServe(t *testing.T) {
 	addr := freeAddr(t)
-	startServe(t, env("CSRDESK_REDIS_URL", redisSrv.URL(redisSrv.DB(t)), "CSRDESK_HTTP_ADDR", addr), addr)
+	e := env("CSRDESK_REDIS_URL", redisSrv.URL(redisSrv.DB(t)), "CSRDESK_HTTP_ADDR", addr, "CSRDESK_OUTBOX_DIR", t.TempDir())
+	startServe(t, e, addr)
 
 	get := func(path string) (int, answerJSON) {
 		resp, err := http.Get("http://" + addr + path)
@@ -229,13 +230,24 @@ func TestServe(t *testing.T) {
 		t.Fatalf("chat message: %v %v", err, resp.Status)
 	}
 	resp.Body.Close()
+	// A campaign waiting for its time shows too.
+	importPeople(t, e, 3)
+	body := filepath.Join(t.TempDir(), "later.md")
+	os.WriteFile(body, []byte("Hello {{.Subscriber.Name}}"), 0o644)
+	if out, _, err := runCmd(t, e, "campaign", "create", "--name", "later", "--subject", "S", "--body-file", body, "--list", "all", "--send-at", "2099-01-01 09:00"); err != nil || out != "1\n" {
+		t.Fatalf("campaign create: %v %q", err, out)
+	}
+	if _, _, err := runCmd(t, e, "campaign", "start", "1"); err != nil {
+		t.Fatal(err)
+	}
 	resp, err = http.Get("http://" + addr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`csrdesk_questions_total{decision="answer",lang="en"} 1`, "csrdesk_ticket_first_reply_seconds_count 0", "go_goroutines"} {
+	for _, want := range []string{`csrdesk_questions_total{decision="answer",lang="en"} 1`, "csrdesk_ticket_first_reply_seconds_count 0", "go_goroutines", "csrdesk_redis_up 1",
+		`csrdesk_campaign_state{campaign="1",state="scheduled"} 1`, `csrdesk_campaign_recipients{campaign="1",state="sent"} 0`} {
 		if !strings.Contains(string(metrics), want) {
 			t.Errorf("/metrics lacks %s", want)
 		}

@@ -84,6 +84,7 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 		return err
 	}
 	store := campaigns.NewStore(rc)
+	reg.MustRegister(queues{engine: engine, store: store})
 	mailWorker := campaigns.NewWorker(store, m.transport, m.layout, m.worker, log)
 	subs, err := campaigns.NewSubscriptions(store, m.transport,
 		campaigns.SubscriptionsConfig{PublicURL: cfg.PublicURL, From: cfg.MailFrom, Secret: m.worker.Secret}, log)

@@ -5,6 +5,7 @@ package smtptest
 import (
 	"hash/fnv"
 	"io"
+	"log"
 	"net"
 	"sync"
 	"testing"
@@ -32,6 +33,7 @@ func New(tb testing.TB) *Sink {
 	srv.Domain = "sink.test"
 	srv.AllowInsecureAuth = true
 	srv.MaxRecipients = 100
+	srv.ErrorLog = log.New(io.Discard, "", 0) // clients that hang up are what the fault tests are about
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
