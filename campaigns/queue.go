@@ -576,7 +576,11 @@ func (w *Worker) process(ctx context.Context, conn Conn, j job) result {
 		if o.temp {
 			kind = "temp"
 		}
-		w.failed(ctx, j.c, o)
+		if j.prev != "retry" {
+			// Retries are of recipients the server refused before, and come back in bunches: that they fail
+			// again says nothing about the server refusing everyone.
+			w.failed(ctx, j.c, o)
+		}
 		if kind == "fail" && o.code >= 500 {
 			w.hardBounce(ctx, j.email)
 		}

@@ -230,6 +230,24 @@ func TestAutoPauseWhenTheServerRefusesEverything(t *testing.T) {
 	}
 }
 
+// Retries come back in bunches of recipients refused before: their failing again must not pause a campaign
+// that most recipients receive.
+func TestRetriesDoNotPauseTheCampaign(t *testing.T) {
+	ctx := context.Background()
+	sk := smtptest.New(t)
+	sk.TempFailEvery(4)
+	s, c := campaignFixture(t, 200)
+	s.Transition(ctx, c.ID, "start")
+	cfg := DefaultWorkerConfig()
+	cfg.PauseAfter, cfg.MaxAttempts, cfg.RetryBase = 10, 4, 10*time.Millisecond
+	run(t, testWorker(t, s, sk.Addr, cfg))
+	st := waitState(t, s, c.ID, Finished)
+	recipients, _, _ := sk.Counts()
+	if st.Sent != int64(recipients) || st.Failed != int64(200-recipients) || st.Failed < 20 {
+		t.Errorf("status %+v; the sink got %d recipients", st, recipients)
+	}
+}
+
 // A mail server that cannot be reached or hangs up is nobody's refusal: the recipients wait in the queue
 // without using up their attempts, and all get the mail once it is back.
 func TestMailServerDownAndBack(t *testing.T) {
