@@ -302,10 +302,14 @@ func smtpTrouble(t *testing.T, bin string) faultRow {
 	time.Sleep(time.Minute)
 	sink.TempFailEvery(0)
 	sink.HangUp(true)
+	_, before, _ := sink.Counts()
 	time.Sleep(15 * time.Second)
+	_, messages, _ := sink.Counts()
 	sink.HangUp(false)
 	back := time.Now()
-	_, messages, _ := sink.Counts()
+	if messages != before {
+		t.Errorf("%d messages delivered while the server hung up on every one", messages-before)
+	}
 	for {
 		if _, m, _ := sink.Counts(); m > messages {
 			break
