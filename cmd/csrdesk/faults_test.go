@@ -144,6 +144,16 @@ func waitFinished(t *testing.T, rc *redis.Client, id string, limit time.Duration
 	}
 }
 
+// waitSent waits until a campaign has sent at least target messages.
+func waitSent(t *testing.T, rc *redis.Client, id string, target int) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); counts(rc, id)["sent"] < target; time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("campaign %s stuck before %d sent: %v", id, target, counts(rc, id))
+		}
+	}
+}
+
 // delivered compares what the sink got with the n recipients p00000.. of importPeople.
 func delivered(sink *smtptest.Sink, n int) (lost, dups int) {
 	for i := range n {
@@ -186,9 +196,7 @@ func workersKilled(t *testing.T, bin string) faultRow {
 	for k := range kills {
 		target := (k + 1) * n / (kills + 2)
 		target += rng.IntN(n / (kills + 2) / 2)
-		for counts(rc, id)["sent"] < target {
-			time.Sleep(time.Duration(rng.IntN(20)) * time.Millisecond)
-		}
+		waitSent(t, rc, id, target)
 		i := rng.IntN(len(workers))
 		dead := fmt.Sprintf("%s-%d-", host, workers[i].Process.Pid)
 		workers[i].Process.Signal(syscall.SIGKILL)
@@ -246,9 +254,7 @@ func redisRestartCampaign(t *testing.T, bin string, sig syscall.Signal) faultRow
 	for range workers {
 		p.start(nil, "worker")
 	}
-	for counts(rc, id)["sent"] < n/3 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitSent(t, rc, id, n/3)
 	if err := srv.Kill(sig); err != nil {
 		t.Fatal(err)
 	}
