@@ -347,7 +347,12 @@ func (s *Slack) handleInteraction(ctx context.Context, ic slack.InteractionCallb
 			} else {
 				err = s.engine.Resolve(ctx, id, staff)
 			}
-			if err != nil {
+			switch {
+			case errors.Is(err, bot.ErrNotFound), errors.Is(err, bot.ErrClosed):
+				// No such ticket, or Claim on one resolved meanwhile (its card says so): pressing again cannot
+				// help, so this is no failure for Slack to report.
+				s.log.Info("slack: ticket button ignored", "ticket_id", id, "action", a.ActionID, "err", err)
+			case err != nil:
 				return err
 			}
 		}
@@ -386,7 +391,11 @@ func (s *Slack) staffMessage(ctx context.Context, threadTS, user, text string) e
 	if err != nil {
 		return err
 	}
-	err = s.engine.StaffReply(ctx, id, bot.Staff{Name: s.userName(ctx, user), Via: "slack"}, s.plain(text))
+	text = s.plain(text)
+	if text == "" {
+		return nil // empty, or only a mention of the bot: nothing to pass on, and nothing for Slack to send again
+	}
+	err = s.engine.StaffReply(ctx, id, bot.Staff{Name: s.userName(ctx, user), Via: "slack"}, text)
 	if errors.Is(err, bot.ErrClosed) {
 		return s.post(ctx, s.cfg.StaffChannel, threadTS, ":no_entry: This ticket is resolved: the person can no longer be answered here.", nil)
 	}

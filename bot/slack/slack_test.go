@@ -189,7 +189,7 @@ func (f *fixture) press(t *testing.T, actionID, value, ts string) {
 	}
 }
 
-func threadReply(t *testing.T, eventID, threadTS, text string) string {
+func threadReply(t testing.TB, eventID, threadTS, text string) string {
 	data, _ := os.ReadFile("testdata/event_thread_reply.json")
 	quoted, _ := json.Marshal(text)
 	return fmt.Sprintf(string(data), strings.Trim(string(quoted), `"`), threadTS, eventID)
