@@ -162,6 +162,9 @@ func Compile(c Content, layout *templates.Mail) (*Mailing, error) {
 	if _, ok := c.Body[""]; !ok {
 		return nil, fmt.Errorf("campaign: %w: no body", ErrInvalid)
 	}
+	if _, ok := c.Subject[""]; !ok { // the subject of a language without its own
+		return nil, fmt.Errorf("campaign: %w: no subject", ErrInvalid)
+	}
 	where := func(lang string) string {
 		name := c.BodyFile
 		if name == "" {

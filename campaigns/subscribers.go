@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/mail"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -177,12 +178,13 @@ func NormalizeEmail(raw string) (string, error) {
 	if err != nil || a.Name != "" || a.Address != raw {
 		return "", fmt.Errorf("%q is not an email address", raw)
 	}
-	at := strings.LastIndexByte(a.Address, '@')
-	domain := a.Address[at+1:]
-	if len(a.Address) > 254 || !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.Contains(domain, "..") {
+	// Checked lower-cased, as stored: lower case can be longer in UTF-8 (Ⱥ is 2 bytes, ⱥ 3).
+	addr := strings.ToLower(a.Address)
+	domain := addr[strings.LastIndexByte(addr, '@')+1:]
+	if len(addr) > 254 || !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") || strings.Contains(domain, "..") {
 		return "", fmt.Errorf("%q is not an email address", raw)
 	}
-	return strings.ToLower(a.Address), nil
+	return addr, nil
 }
 
 // Subscriber returns the subscriber with this address.
@@ -261,6 +263,10 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (*I
 	cr.FieldsPerRecord = -1
 	cr.ReuseRecord = false
 	header, err := cr.Read()
+	var pe *csv.ParseError
+	if err == io.EOF || errors.As(err, &pe) {
+		return nil, fmt.Errorf("import: %w: line 1: cannot read the header row: %v", ErrInvalid, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("import: line 1: cannot read the header row: %w", err)
 	}
@@ -268,15 +274,15 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (*I
 	for i, h := range header {
 		h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\uFEFF")))
 		if h == "" {
-			return nil, fmt.Errorf("import: line 1: column %d has no name", i+1)
+			return nil, fmt.Errorf("import: %w: line 1: column %d has no name", ErrInvalid, i+1)
 		}
 		if _, dup := cols[h]; dup {
-			return nil, fmt.Errorf("import: line 1: column %q appears twice", h)
+			return nil, fmt.Errorf("import: %w: line 1: column %q appears twice", ErrInvalid, h)
 		}
 		cols[h] = i
 	}
 	if _, ok := cols["email"]; !ok {
-		return nil, fmt.Errorf("import: line 1: the header has no email column (columns: %s)", strings.Join(header, ","))
+		return nil, fmt.Errorf("import: %w: line 1: the header has no email column (columns: %s)", ErrInvalid, strings.Join(header, ","))
 	}
 	rep := &ImportReport{}
 	seen := map[string]int{} // email -> line
@@ -321,7 +327,6 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (*I
 			break
 		}
 		if err != nil {
-			var pe *csv.ParseError
 			if errors.As(err, &pe) {
 				rep.Problems = append(rep.Problems, fmt.Sprintf("line %d: %v", pe.Line, pe.Err))
 				continue
@@ -332,7 +337,8 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (*I
 		if len(rec) == 1 && strings.TrimSpace(rec[0]) == "" {
 			continue // a blank line
 		}
-		if bad := lr.invalidUTF8(line); bad {
+		// Every field, not the record's first line only: a quoted field may run over several lines.
+		if slices.ContainsFunc(rec, func(f string) bool { return !utf8.ValidString(f) }) {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("line %d: not valid UTF-8 (save the file as UTF-8)", line))
 			continue
 		}
@@ -504,12 +510,10 @@ func (s *Store) Export(ctx context.Context, list string, w io.Writer) error {
 	return cw.Error()
 }
 
-// lineReader passes a file to the CSV reader while remembering which lines are not valid UTF-8, and counting
-// bytes for a progress bar.
+// lineReader passes a file to the CSV reader without its byte order mark, counting bytes for a progress bar.
 type lineReader struct {
 	r        *bufio.Reader
 	line     int
-	bad      map[int]bool
 	progress func(int)
 	pending  []byte
 }
@@ -524,12 +528,6 @@ func (l *lineReader) Read(p []byte) (int, error) {
 		if l.line == 1 {
 			data = bytes.TrimPrefix(data, []byte("\xEF\xBB\xBF"))
 		}
-		if !utf8.Valid(data) {
-			if l.bad == nil {
-				l.bad = map[int]bool{}
-			}
-			l.bad[l.line] = true
-		}
 		if l.progress != nil {
 			l.progress(len(data))
 		}
@@ -539,6 +537,3 @@ func (l *lineReader) Read(p []byte) (int, error) {
 	l.pending = l.pending[n:]
 	return n, nil
 }
-
-// invalidUTF8 reports whether the record starting on line had bytes that are not UTF-8.
-func (l *lineReader) invalidUTF8(line int) bool { return l.bad[line] }

@@ -18,7 +18,7 @@ var redisSrv *rdbtest.Server
 
 func TestMain(m *testing.M) { os.Exit(rdbtest.Main(m, &redisSrv)) }
 
-func mustStore(t *testing.T, lists ...string) *Store {
+func mustStore(t testing.TB, lists ...string) *Store {
 	t.Helper()
 	s := NewStore(redisSrv.Client(t))
 	for _, l := range lists {
