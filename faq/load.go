@@ -126,7 +126,8 @@ func (l *loader) parse(file string) *yaml.Node {
 		l.errorf(file, line, "malformed YAML: %s", msg)
 		return nil
 	}
-	if len(doc.Content) == 0 {
+	// A lone "---" is an empty document too: its null node lies past the last line.
+	if len(doc.Content) == 0 || doc.Content[0].Tag == "!!null" && doc.Content[0].Value == "" {
 		l.errorf(file, 1, "file is empty")
 		return nil
 	}
