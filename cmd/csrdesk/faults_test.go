@@ -308,6 +308,7 @@ func smtpTrouble(t *testing.T, bin string) faultRow {
 	time.Sleep(time.Minute)
 	sink.TempFailEvery(0)
 	sink.HangUp(true)
+	time.Sleep(100 * time.Millisecond) // a message past the check when it was set
 	_, before, _ := sink.Counts()
 	time.Sleep(15 * time.Second)
 	_, messages, _ := sink.Counts()
