@@ -2,6 +2,7 @@ package campaigns
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	htmlescape "html"
 	htmltemplate "html/template"
@@ -246,7 +247,7 @@ func (m *Mailing) Render(sub *Subscriber, unsubscribeURL string) (Rendered, erro
 	frame := m.frame[footerLang(sub.Language)]
 	data := mailData{Subscriber: sub, UnsubscribeURL: unsubscribeURL}
 	var subject strings.Builder
-	if err := subj.Execute(&subject, data); err != nil {
+	if err := subj.Execute(&capped{b: &subject, left: maxSubject}, data); err != nil {
 		return Rendered{}, err
 	}
 	r := Rendered{Subject: strings.TrimSpace(subject.String())}
@@ -258,7 +259,7 @@ func (m *Mailing) Render(sub *Subscriber, unsubscribeURL string) (Rendered, erro
 		case slotSubject:
 			html.WriteString(htmlescape.EscapeString(r.Subject))
 		case slotBody:
-			if err := m.html[lang].Execute(&html, data); err != nil {
+			if err := m.html[lang].Execute(&capped{b: &html, left: maxPart}, data); err != nil {
 				return err
 			}
 			html.WriteString(m.eventHTML[footerLang(sub.Language)])
@@ -276,7 +277,7 @@ func (m *Mailing) Render(sub *Subscriber, unsubscribeURL string) (Rendered, erro
 		case slotSubject:
 			text.WriteString(r.Subject)
 		case slotBody:
-			if err := m.text[lang].Execute(&text, data); err != nil {
+			if err := m.text[lang].Execute(&capped{b: &text, left: maxPart}, data); err != nil {
 				return err
 			}
 			text.WriteString(m.eventText[footerLang(sub.Language)])
@@ -290,6 +291,27 @@ func (m *Mailing) Render(sub *Subscriber, unsubscribeURL string) (Rendered, erro
 	}
 	r.HTML, r.Text, r.ICS = html.String(), text.String(), m.ics
 	return r, nil
+}
+
+// The most a rendered subject and body part may hold: far above any real mailing, they stop a template that
+// loops ({{range 100000000}}x{{end}}) before it takes a worker's memory, and Compile's trial render reports it.
+const (
+	maxSubject = 1000
+	maxPart    = 2 << 20
+)
+
+// capped writes to b until left runs out, then fails, which ends a template's execution.
+type capped struct {
+	b    *strings.Builder
+	left int
+}
+
+func (c *capped) Write(p []byte) (int, error) {
+	if len(p) > c.left {
+		return 0, errors.New("the rendered text is too long (a loop in the template?)")
+	}
+	c.left -= len(p)
+	return c.b.Write(p)
 }
 
 // footerLang is the language a subscriber's layout, footer and event block are in: theirs, or English.

@@ -65,3 +65,16 @@ func TestLoadContentVariants(t *testing.T) {
 		t.Error("a missing body file was accepted")
 	}
 }
+
+// A template that loops writes until a limit, then fails: at creation, not in every worker.
+func TestCompileStopsRunawayTemplates(t *testing.T) {
+	for _, c := range []Content{
+		{Subject: map[string]string{"": "S"}, Body: map[string]string{"": "{{range 100000000}}xxxxxxxx{{end}}"}},
+		{Subject: map[string]string{"": "{{range 100000}}S{{end}}"}, Body: map[string]string{"": "B"}},
+	} {
+		_, err := Compile(c, mustLayout(t))
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "a loop in the template?") {
+			t.Errorf("%v: %v", c, err)
+		}
+	}
+}
