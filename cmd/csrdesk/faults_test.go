@@ -144,6 +144,22 @@ func waitFinished(t *testing.T, rc *redis.Client, id string, limit time.Duration
 	}
 }
 
+// nextMail waits until the sink gets another message and returns how long that took.
+func nextMail(t *testing.T, sink *smtptest.Sink, since string) time.Duration {
+	t.Helper()
+	start := time.Now()
+	_, before, _ := sink.Counts()
+	for {
+		if _, m, _ := sink.Counts(); m > before {
+			return time.Since(start)
+		}
+		if time.Since(start) > time.Minute {
+			t.Fatalf("no mail went out in the minute after %s", since)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // waitSent waits until a campaign has sent at least target messages.
 func waitSent(t *testing.T, rc *redis.Client, id string, target int) {
 	t.Helper()
@@ -262,18 +278,7 @@ func redisRestartCampaign(t *testing.T, bin string, sig syscall.Signal) faultRow
 	if err := srv.Restart(); err != nil {
 		t.Fatal(err)
 	}
-	back := time.Now()
-	_, messages, _ := sink.Counts()
-	for {
-		if _, m, _ := sink.Counts(); m > messages {
-			break
-		}
-		if time.Since(back) > time.Minute {
-			t.Fatal("no mail went out in the minute after Redis came back")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	recovery := time.Since(back)
+	recovery := nextMail(t, sink, "Redis came back")
 	waitFinished(t, rc, id, 2*time.Minute)
 	lost, dups := delivered(sink, n)
 	if lost > 0 {
@@ -312,21 +317,12 @@ func smtpTrouble(t *testing.T, bin string) faultRow {
 	_, before, _ := sink.Counts()
 	time.Sleep(15 * time.Second)
 	_, messages, _ := sink.Counts()
-	sink.HangUp(false)
-	back := time.Now()
 	if messages != before {
 		t.Errorf("%d messages delivered while the server hung up on every one", messages-before)
 	}
-	for {
-		if _, m, _ := sink.Counts(); m > messages {
-			break
-		}
-		if time.Since(back) > time.Minute {
-			t.Fatal("no mail went out in the minute after the server came back")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	recovery := time.Since(back)
+	sink.HangUp(false)
+	back := time.Now()
+	recovery := nextMail(t, sink, "the server came back")
 	waitFinished(t, rc, id, 5*time.Minute)
 	finished := time.Since(back)
 	lost, dups := delivered(sink, n)
