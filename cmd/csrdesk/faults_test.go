@@ -83,6 +83,35 @@ func redisServer(t *testing.T) (*rdbtest.Server, *redis.Client) {
 	return srv, rc
 }
 
+// campaignRig is what a fault of the mailer needs: a redis-server of its own, an SMTP sink, n subscribers and a
+// campaign to them (not started), and processes that reach them.
+type campaignRig struct {
+	server *rdbtest.Server
+	rc     *redis.Client
+	sink   *smtptest.Sink
+	id     string
+	e      func(string) string
+	p      *procs
+}
+
+func newCampaignRig(t *testing.T, bin string, n int, procEnv ...string) *campaignRig {
+	t.Helper()
+	r := &campaignRig{sink: smtptest.New(t)}
+	r.server, r.rc = redisServer(t)
+	r.e = env("CSRDESK_REDIS_URL", r.server.URL(0))
+	importPeople(t, r.e, n)
+	r.id = createCampaign(t, r.e)
+	r.p = &procs{t: t, bin: bin, env: append([]string{"CSRDESK_REDIS_URL=" + r.server.URL(0), "CSRDESK_SMTP_URL=smtp://" + r.sink.Addr + "?tls=none"}, procEnv...)}
+	return r
+}
+
+func (r *campaignRig) start(t *testing.T) {
+	t.Helper()
+	if _, _, err := runCmd(t, r.e, "campaign", "start", r.id); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // procs starts csrdesk processes with a common environment, logging to files kept for a failing test.
 type procs struct {
 	t   *testing.T
@@ -189,15 +218,10 @@ func secs(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
 // five times and started again at once, as a supervisor would. Recovery is how long the killed worker's jobs
 // waited until another worker took them over (CSRDESK_MAIL_CLAIM_IDLE=3s here).
 func workersKilled(t *testing.T, bin string) faultRow {
-	srv, rc := redisServer(t)
-	sink := smtptest.New(t)
 	const n, kills, conns = 20000, 5, 8
-	e := env("CSRDESK_REDIS_URL", srv.URL(0))
-	importPeople(t, e, n)
-	id := createCampaign(t, e)
-	runCmd(t, e, "campaign", "start", id)
-	p := &procs{t: t, bin: bin, env: []string{"CSRDESK_REDIS_URL=" + srv.URL(0), "CSRDESK_SMTP_URL=smtp://" + sink.Addr + "?tls=none",
-		"CSRDESK_MAIL_RATE=2000", "CSRDESK_MAIL_CLAIM_IDLE=3s"}}
+	r := newCampaignRig(t, bin, n, "CSRDESK_MAIL_RATE=2000", "CSRDESK_MAIL_CLAIM_IDLE=3s")
+	rc, sink, id, p := r.rc, r.sink, r.id, r.p
+	r.start(t)
 	var workers [3]*exec.Cmd
 	for i := range workers {
 		workers[i] = p.start(nil, "worker")
@@ -258,15 +282,10 @@ func workersKilled(t *testing.T, bin string) faultRow {
 
 // redisRestartCampaign: Redis stopped by sig in the middle of a campaign and started again two seconds later.
 func redisRestartCampaign(t *testing.T, bin string, sig syscall.Signal) faultRow {
-	srv, rc := redisServer(t)
-	sink := smtptest.New(t)
 	const n, workers, conns = 5000, 2, 8
-	e := env("CSRDESK_REDIS_URL", srv.URL(0))
-	importPeople(t, e, n)
-	id := createCampaign(t, e)
-	runCmd(t, e, "campaign", "start", id)
-	p := &procs{t: t, bin: bin, env: []string{"CSRDESK_REDIS_URL=" + srv.URL(0), "CSRDESK_SMTP_URL=smtp://" + sink.Addr + "?tls=none",
-		"CSRDESK_MAIL_RATE=1000", "CSRDESK_MAIL_CLAIM_IDLE=5s"}}
+	r := newCampaignRig(t, bin, n, "CSRDESK_MAIL_RATE=1000", "CSRDESK_MAIL_CLAIM_IDLE=5s")
+	srv, rc, sink, id, p := r.server, r.rc, r.sink, r.id, r.p
+	r.start(t)
 	for range workers {
 		p.start(nil, "worker")
 	}
@@ -298,16 +317,11 @@ func redisRestartCampaign(t *testing.T, bin string, sig syscall.Signal) faultRow
 // smtpTrouble: the mail server answers 451 to one recipient in five for a minute, then hangs up on every
 // connection for 15 seconds, then is well again.
 func smtpTrouble(t *testing.T, bin string) faultRow {
-	srv, rc := redisServer(t)
-	sink := smtptest.New(t)
 	const n = 6000
-	e := env("CSRDESK_REDIS_URL", srv.URL(0))
-	importPeople(t, e, n)
-	id := createCampaign(t, e)
-	runCmd(t, e, "campaign", "start", id)
+	r := newCampaignRig(t, bin, n, "CSRDESK_MAIL_RATE=100", "CSRDESK_MAIL_RETRY_BASE=5s")
+	rc, sink, id, p := r.rc, r.sink, r.id, r.p
+	r.start(t)
 	sink.TempFailEvery(5)
-	p := &procs{t: t, bin: bin, env: []string{"CSRDESK_REDIS_URL=" + srv.URL(0), "CSRDESK_SMTP_URL=smtp://" + sink.Addr + "?tls=none",
-		"CSRDESK_MAIL_RATE=100", "CSRDESK_MAIL_RETRY_BASE=5s"}}
 	p.start(nil, "worker")
 	p.start(nil, "worker")
 	time.Sleep(time.Minute)
@@ -603,14 +617,10 @@ func scaleOut(t *testing.T, bin string) []faultRow {
 	const chats, n = 1000, 10000
 	var rows []faultRow
 	for _, count := range []int{1, 3} {
-		srv, rc := redisServer(t)
-		sink := smtptest.New(t)
+		r := newCampaignRig(t, bin, n, "CSRDESK_MAIL_RATE=0")
+		rc, sink, id, p := r.rc, r.sink, r.id, r.p
 		pl := &platforms{}
 		fake := newFake(t, pl)
-		e := env("CSRDESK_REDIS_URL", srv.URL(0))
-		importPeople(t, e, n)
-		id := createCampaign(t, e)
-		p := &procs{t: t, bin: bin, env: []string{"CSRDESK_REDIS_URL=" + srv.URL(0), "CSRDESK_SMTP_URL=smtp://" + sink.Addr + "?tls=none", "CSRDESK_MAIL_RATE=0"}}
 		var bases []string
 		for range count {
 			bases = append(bases, servePlatforms(t, p, fake, "TELEGRAM_WEBHOOK_URL=https://bot.example/telegram/webhook",
@@ -672,7 +682,7 @@ func scaleOut(t *testing.T, bin string) []faultRow {
 			lost: lost, dups: dups, bound: "0", recovery: fmt.Sprintf("%.0f answers/s", chats/botTime.Seconds())})
 
 		start = time.Now()
-		runCmd(t, e, "campaign", "start", id)
+		r.start(t)
 		waitFinished(t, rc, id, 3*time.Minute)
 		mailTime := time.Since(start)
 		lost, dups = delivered(sink, n)
