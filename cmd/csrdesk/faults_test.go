@@ -408,14 +408,16 @@ func dmEvent(id, channel, user, text string) string {
 		id, channel, user, text, len(id))
 }
 
-// chatBurst: 500 questions from 100 chats (50 on Telegram, 50 on Slack) at once, while Telegram answers 429
-// with retry_after to one message in four and Slack 503 to one in five, for 15 seconds.
+// chatBurst: 500 questions from 100 chats (50 on Telegram, 50 on Slack) at once to two bots, both polling the
+// same Telegram updates, while Telegram answers 429 with retry_after to one message in four and Slack 503 to one
+// in five, for 15 seconds.
 func chatBurst(t *testing.T, bin string) faultRow {
 	srv, _ := redisServer(t)
 	pl := &platforms{tg429: 4, slack5xx: 5}
 	fake := newFake(t, pl)
 	p := &procs{t: t, bin: bin, env: []string{"CSRDESK_REDIS_URL=" + srv.URL(0)}}
-	base := servePlatforms(t, p, fake)
+	// Two bots: both poll the same Telegram updates, and Slack's events go to one or the other.
+	bases := []string{servePlatforms(t, p, fake), servePlatforms(t, p, fake)}
 	const chats, each = 50, 5
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -424,7 +426,7 @@ func chatBurst(t *testing.T, bin string) faultRow {
 			pl.telegramUpdate(fmt.Sprintf(`"message":{"message_id":%d,"from":{"id":%d,"is_bot":false,"first_name":"U%d","language_code":"en"},"chat":{"id":%d,"type":"private"},"date":1795766400,"text":%q}`,
 				q+1, 7000+c, c, 7000+c, questions[q]))
 			wg.Go(func() {
-				slackPost(t, base+"/slack/events", "application/json", dmEvent(fmt.Sprintf("Ev%d-%d", c, q), fmt.Sprintf("D%03d", c), fmt.Sprintf("U%03d", c), questions[q]))
+				slackPost(t, bases[(c+q)%2]+"/slack/events", "application/json", dmEvent(fmt.Sprintf("Ev%d-%d", c, q), fmt.Sprintf("D%03d", c), fmt.Sprintf("U%03d", c), questions[q]))
 			})
 		}
 	}
@@ -470,7 +472,7 @@ func chatBurst(t *testing.T, bin string) faultRow {
 	if !last.IsZero() {
 		recovery = fmt.Sprintf("all answered %s after the platforms healed (%s after the burst)", secs(max(0, last.Sub(healed))), secs(last.Sub(start)))
 	}
-	return faultRow{fault: fmt.Sprintf("Telegram 429 + Slack 503 for 15 s (%d refused)", refused), affected: fmt.Sprintf("%d questions from %d chats", want, 2*chats),
+	return faultRow{fault: fmt.Sprintf("Telegram 429 + Slack 503 for 15 s (%d refused)", refused), affected: fmt.Sprintf("%d questions from %d chats, 2 bots", want, 2*chats),
 		lost: lost, dups: dups, bound: "0", recovery: recovery}
 }
 
