@@ -599,7 +599,13 @@ func malformedInput(t *testing.T) faultRow {
 	for _, target := range targets {
 		pkg, name, _ := strings.Cut(target, " ")
 		out, err := exec.Command("go", "test", "-run", "^$", "-fuzz", "^"+name+"$", "-fuzztime", fuzztime, pkg).CombinedOutput()
-		if err != nil {
+		switch {
+		case err == nil:
+		case !strings.Contains(string(out), "Failing input written") && strings.Contains(string(out), "    context deadline exceeded\n"):
+			// Go 1.26's fuzzing coordinator can report its own -fuzztime deadline as a failure, with no failing
+			// input (go.dev/issue/75804, fixed in Go 1.27): not a crash.
+			t.Logf("%s %s: the fuzztime deadline race of Go 1.26, no failing input", pkg, name)
+		default:
 			t.Errorf("%s %s: %v\n%s", pkg, name, err, tail(string(out), 3000))
 		}
 		if m := re.FindAllStringSubmatch(string(out), -1); m != nil {
