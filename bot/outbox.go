@@ -213,32 +213,6 @@ func Sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
-// ErrInProgress is Once's answer to a delivery of an event another delivery is handling now: the platform should
-// deliver it again later.
-var ErrInProgress = errors.New("the same event is being handled by another delivery")
-
-// Once runs fn for one platform event (a Telegram update, a Slack event), to completion at most once however
-// often and to however many processes the platform delivers it. The first delivery marks key in progress for
-// 30 seconds, then done for two days once fn succeeds; a failure clears the mark, so that the platform's next
-// delivery runs fn again, and a process that dies in between leaves a mark that soon expires.
-func Once(ctx context.Context, rc redis.UniversalClient, key string, fn func(context.Context) error) error {
-	first, err := rc.SetNX(ctx, key, "working", 30*time.Second).Result()
-	if err != nil {
-		return err
-	}
-	if !first {
-		if state, err := rc.Get(ctx, key).Result(); err == nil && state == "working" {
-			return ErrInProgress
-		}
-		return nil // done before, or just now
-	}
-	if err := fn(ctx); err != nil {
-		rc.Del(context.WithoutCancel(ctx), key)
-		return err
-	}
-	return rc.Set(context.WithoutCancel(ctx), key, "done", 48*time.Hour).Err()
-}
-
 // Pending returns how many replies wait for delivery on each channel that has an outbox.
 func (e *Engine) Pending(ctx context.Context) (map[string]int64, error) {
 	e.mu.Lock()

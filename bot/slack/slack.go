@@ -144,7 +144,10 @@ func (s *Slack) handleNow(what string, fn func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
 	defer cancel()
 	err := fn(ctx)
-	if err != nil {
+	switch {
+	case errors.Is(err, bot.ErrInProgress):
+		s.log.Info("slack: "+what+" is being handled by another delivery; Slack will send it again", "err", err)
+	case err != nil:
 		s.log.Error("slack: "+what+" not handled", "err", err)
 	}
 	return err

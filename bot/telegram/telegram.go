@@ -136,7 +136,11 @@ func (b *Bot) poll(ctx context.Context) error {
 		backoff = time.Second
 		for _, u := range updates {
 			if err := b.handle(ctx, u); err != nil {
-				b.log.Error("telegram: update not handled, will retry", "update_id", u.UpdateID, "err", err)
+				level := slog.LevelError
+				if errors.Is(err, bot.ErrInProgress) {
+					level = slog.LevelInfo // another process is answering it
+				}
+				b.log.Log(ctx, level, "telegram: update not handled, will retry", "update_id", u.UpdateID, "err", err)
 				bot.Sleep(ctx, time.Second)
 				break
 			}
