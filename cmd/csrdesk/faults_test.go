@@ -578,26 +578,24 @@ func malformedInput(t *testing.T) faultRow {
 	if err != nil {
 		t.Fatalf("go test -list: %v", err)
 	}
-	var targets []string
-	execs := 0
-	pkg := ""
-	re := regexp.MustCompile(`execs: (\d+)`)
+	type target struct{ pkg, name string }
+	var targets []target
+	var names []string // of the package whose "ok" line comes next
 	for _, line := range strings.Split(string(list), "\n") {
 		switch {
 		case strings.HasPrefix(line, "Fuzz"):
-			targets = append(targets, pkg+" "+line)
+			names = append(names, line)
 		case strings.HasPrefix(line, "ok "):
-			// The list of a package comes before its "ok" line.
-			pkgName := strings.Fields(line)[1]
-			for i := range targets {
-				if strings.HasPrefix(targets[i], " ") {
-					targets[i] = pkgName + targets[i]
-				}
+			for _, name := range names {
+				targets = append(targets, target{strings.Fields(line)[1], name})
 			}
+			names = nil
 		}
 	}
-	for _, target := range targets {
-		pkg, name, _ := strings.Cut(target, " ")
+	execs := 0
+	re := regexp.MustCompile(`execs: (\d+)`)
+	for _, tg := range targets {
+		pkg, name := tg.pkg, tg.name
 		out, err := exec.Command("go", "test", "-run", "^$", "-fuzz", "^"+name+"$", "-fuzztime", fuzztime, pkg).CombinedOutput()
 		switch {
 		case err == nil:
