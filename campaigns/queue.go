@@ -377,6 +377,28 @@ return 1`)
 
 const schedulePage = 1000
 
+// pageScript returns the next page of a list's members, with their scores, after a cursor: "" for the start, or
+// the score and address of the last member queued. Members join and leave while a campaign is queued, so a
+// position in the list would skip someone each time a member before it leaves; the cursor is the member
+// instead. When that member itself has left (or left and joined again later), the page starts at the first
+// member who joined at the same time as it did: the queued set skips those already queued. A bare number is a
+// position, from a cursor written before this.
+var pageScript = redis.NewScript(`
+local cur, n, start = ARGV[1], tonumber(ARGV[2]), 0
+local sp = string.find(cur, ' ', 1, true)
+if sp then
+  local score, member = string.sub(cur, 1, sp - 1), string.sub(cur, sp + 1)
+  local now = redis.call('ZSCORE', KEYS[1], member)
+  if now and tonumber(now) == tonumber(score) then
+    start = redis.call('ZRANK', KEYS[1], member) + 1
+  else
+    start = redis.call('ZCOUNT', KEYS[1], '-inf', '(' .. score)
+  end
+elseif cur ~= '' then
+  start = tonumber(cur)
+end
+return redis.call('ZRANGE', KEYS[1], start, start + n - 1, 'WITHSCORES')`)
+
 // schedule adds recipients while fewer than Ahead jobs wait, if this worker holds the campaign's scheduling lock.
 func (w *Worker) schedule(ctx context.Context, c *Campaign) error {
 	k := campaignKeys(c.ID)
@@ -403,14 +425,17 @@ func (w *Worker) schedule(ctx context.Context, c *Campaign) error {
 			if cursor[list] == "end" {
 				continue
 			}
-			offset, _ := strconv.ParseInt(cursor[list], 10, 64)
-			emails, err := w.rdb.ZRange(ctx, membersKey(list), offset, offset+schedulePage-1).Result()
+			page, err := pageScript.Run(ctx, w.rdb, []string{membersKey(list)}, cursor[list], schedulePage).StringSlice()
 			if err != nil {
 				return err
 			}
-			next := strconv.FormatInt(offset+int64(len(emails)), 10)
-			if len(emails) < schedulePage {
-				next = "end"
+			emails := make([]string, 0, len(page)/2)
+			for i := 0; i < len(page); i += 2 {
+				emails = append(emails, page[i])
+			}
+			next := "end"
+			if len(emails) == schedulePage {
+				next = page[len(page)-1] + " " + page[len(page)-2] // score, then member
 			}
 			active, err := w.recipients(ctx, c, emails)
 			if err != nil {
@@ -442,6 +467,23 @@ func (w *Worker) recipients(ctx context.Context, c *Campaign, emails []string) (
 		return nil, err
 	}
 	pipe := w.rdb.Pipeline()
+	if segment == nil {
+		// Everybody active: the status is all there is to read.
+		cmds := make([]*redis.StringCmd, len(emails))
+		for i, e := range emails {
+			cmds[i] = pipe.HGet(ctx, subKey(e), "status")
+		}
+		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+			return nil, err
+		}
+		var out []string
+		for i, cmd := range cmds {
+			if cmd.Val() == Active {
+				out = append(out, emails[i])
+			}
+		}
+		return out, nil
+	}
 	cmds := make([]*redis.MapStringStringCmd, len(emails))
 	for i, e := range emails {
 		cmds[i] = pipe.HGetAll(ctx, subKey(e))

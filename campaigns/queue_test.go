@@ -20,6 +20,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
+	"csrdesk/internal/rdb"
 	"csrdesk/internal/smtptest"
 	"csrdesk/templates"
 )
@@ -457,5 +458,43 @@ func TestStoppedWorkerGivesBackItsJobs(t *testing.T) {
 	recipients, messages, dups := sk.Counts()
 	if st.Sent != 300 || recipients != 300 || messages != 300 || len(dups) != 0 {
 		t.Errorf("status %+v; sink %d recipients, %d messages, duplicates %v", st, recipients, messages, dups)
+	}
+}
+
+// Members who leave a list while its campaign is being queued must not make the scheduler skip anybody: its
+// place in the list is kept by member, not by position.
+func TestLeavingTheListMidCampaignSkipsNobody(t *testing.T) {
+	ctx := context.Background()
+	sk := smtptest.New(t)
+	s, c := campaignFixture(t, 2500)
+	if _, err := s.Transition(ctx, c.ID, "start"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultWorkerConfig()
+	cfg.Ahead = 1000 // one page queued, then the scheduler stops until the queue shortens
+	w := testWorker(t, s, sk.Addr, cfg)
+	if err := rdb.EnsureGroup(ctx, s.rdb, campaignKeys(c.ID).jobs, workerGroup, "0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.schedule(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	// Two members of the first page leave: one from its start, and the last one queued.
+	gone := []string{"p00000@example.com", "p00999@example.com"}
+	for _, e := range gone {
+		if err := s.Erase(ctx, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(t, w)
+	waitState(t, s, c.ID, Finished)
+	recipients, messages, dups := sk.Counts()
+	if recipients != 2498 || messages != 2498 || len(dups) != 0 {
+		t.Errorf("the sink got %d messages for %d recipients (want 2498); duplicates: %v", messages, recipients, dups)
+	}
+	for _, e := range []string{"p01000@example.com", "p01001@example.com", "p02499@example.com"} {
+		if sk.Got(e) != 1 {
+			t.Errorf("%s got %d messages, want 1", e, sk.Got(e))
+		}
 	}
 }
