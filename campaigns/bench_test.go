@@ -214,8 +214,11 @@ func BenchmarkWorkerMemory(b *testing.B) {
 
 				// Redis memory per queued recipient: queue everyone, measure, then deliver.
 				before := usedMemory(b, rc)
-				if err := w.schedule(ctx, c); err != nil {
-					b.Fatal(err)
+				for queued := int64(0); queued < int64(n); {
+					if err := w.schedule(ctx, c); err != nil {
+						b.Fatal(err)
+					}
+					queued = rc.XLen(ctx, campaignKeys(c.ID).jobs).Val()
 				}
 				perRecipient := float64(usedMemory(b, rc)-before) / float64(n)
 

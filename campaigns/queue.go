@@ -400,6 +400,8 @@ end
 return redis.call('ZRANGE', KEYS[1], start, start + n - 1, 'WITHSCORES')`)
 
 // schedule adds recipients while fewer than Ahead jobs wait, if this worker holds the campaign's scheduling lock.
+// It returns once it has added enough for the next read, so that the first mails go out while the rest is being
+// queued: work calls it before every read.
 func (w *Worker) schedule(ctx context.Context, c *Campaign) error {
 	k := campaignKeys(c.ID)
 	if done, _ := w.rdb.HGet(ctx, k.cursor, ".done").Result(); done == "1" {
@@ -411,7 +413,7 @@ func (w *Worker) schedule(ctx context.Context, c *Campaign) error {
 		return err
 	}
 	defer w.rdb.Del(context.WithoutCancel(ctx), lock)
-	for {
+	for added := 0; added < readBatch; {
 		n, err := w.rdb.XLen(ctx, k.jobs).Result()
 		if err != nil || n >= int64(w.cfg.Ahead) {
 			return err
@@ -445,9 +447,11 @@ func (w *Worker) schedule(ctx context.Context, c *Campaign) error {
 			for _, e := range active {
 				args = append(args, e)
 			}
-			if err := enqueueScript.Run(ctx, w.rdb, []string{k.queued, k.jobs, k.cursor, k.counts}, args...).Err(); err != nil {
+			n, err := enqueueScript.Run(ctx, w.rdb, []string{k.queued, k.jobs, k.cursor, k.counts}, args...).Int()
+			if err != nil {
 				return err
 			}
+			added += n
 			progressed = true
 			break // one page at a time, then look at the queue length again
 		}
@@ -455,6 +459,7 @@ func (w *Worker) schedule(ctx context.Context, c *Campaign) error {
 			return w.rdb.HSet(ctx, k.cursor, ".done", "1").Err()
 		}
 	}
+	return nil
 }
 
 // recipients keeps the addresses of active subscribers that the campaign's segment selects.
