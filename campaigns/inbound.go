@@ -68,7 +68,7 @@ func (in *Inbound) unsubscribeMail(ctx context.Context, data []byte) (string, bo
 	return "unsubscribed by mail: " + email, true, nil
 }
 
-// apply records one bounce or complaint against the subscriber it names (by the VERP id first, the address else).
+// apply records one bounce or complaint against the subscriber whose VERP id it carries.
 func (in *Inbound) apply(ctx context.Context, b Bounce) (string, error) {
 	s := in.Store
 	// Only the subscriber id in our return path says whose mail bounced: it cannot be guessed, while anybody can
@@ -80,11 +80,8 @@ func (in *Inbound) apply(ctx context.Context, b Bounce) (string, error) {
 	if err != nil && !errors.Is(err, redis.Nil) {
 		return "", err
 	}
-	if email == "" {
-		email = b.Recipient
-	}
 	sub, err := s.Subscriber(ctx, email)
-	if errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) {
+	if email == "" || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) {
 		return fmt.Sprintf("%s for subscriber %s: no such subscriber (erased?): ignored", b.Kind, b.Subscriber), nil
 	}
 	if err != nil {

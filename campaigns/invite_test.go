@@ -222,3 +222,35 @@ func icsProperty(t *testing.T, ev *ical.Event, name string) string {
 	}
 	return v
 }
+
+// A report whose return path carries a made-up subscriber id changes nothing, whatever address it names.
+func TestForgedReportsWithAnUnknownIDChangeNothing(t *testing.T) {
+	ctx := context.Background()
+	sink := smtptest.New(t)
+	s, _, _ := mustSubscriptions(t, sink)
+	mustActive(t, s, "anna@example.it", "max@example.de")
+	c := sendCampaign(t, s, sink, "")
+	in := &Inbound{Store: s, Secret: testSecret, HardBounces: 3}
+	for _, kind := range []string{"dsn", "arf"} {
+		var msg string
+		if kind == "dsn" {
+			msg = fmt.Sprintf("From: MAILER-DAEMON@mx.attacker.example\r\nTo: bounces+%d-aaaaaaaaaa@platform.example\r\nSubject: Undelivered Mail Returned to Sender\r\n"+
+				"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\n"+
+				"Reporting-MTA: dns; mx.attacker.example\r\n\r\nFinal-Recipient: rfc822; max@example.de\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n", c.ID)
+		} else {
+			msg = fmt.Sprintf("From: fbl@attacker.example\r\nTo: bounces+%d-aaaaaaaaaa@platform.example\r\nSubject: FW\r\nMIME-Version: 1.0\r\n"+
+				"Content-Type: multipart/report; report-type=feedback-report; boundary=f\r\n\r\n--f\r\nContent-Type: message/feedback-report\r\n\r\n"+
+				"Feedback-Type: abuse\r\nVersion: 1\r\nOriginal-Rcpt-To: anna@example.it\r\n\r\n--f--\r\n", c.ID)
+		}
+		lines, err := in.Apply(ctx, strings.NewReader(msg))
+		if err != nil || len(lines) != 1 || !strings.Contains(lines[0], "no such subscriber") {
+			t.Errorf("%s: %q %v", kind, lines, err)
+		}
+	}
+	if m, a := status(t, s, "max@example.de"), status(t, s, "anna@example.it"); m != Active || a != Active {
+		t.Errorf("forged reports with an unknown subscriber id changed: max %s, anna %s", m, a)
+	}
+	if st, _ := s.CampaignStatus(ctx, c.ID); st.Failed != 0 {
+		t.Errorf("campaign counts changed: %+v", st)
+	}
+}

@@ -3,6 +3,7 @@ package campaigns
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -111,6 +112,9 @@ func TestOneClickUnsubscribe(t *testing.T) {
 	// Again: still fine, nothing more recorded.
 	if code, _ := post(t, http.DefaultClient, srv.URL+"/unsubscribe/"+token, url.Values{"List-Unsubscribe": {"One-Click"}}); code != http.StatusOK {
 		t.Errorf("second one-click: %d", code)
+	}
+	if again, _ := s.Consents(context.Background(), "anna@example.it"); len(again) != len(consents) {
+		t.Errorf("the second one-click recorded more: %+v", again[len(consents):])
 	}
 	// A plain POST without the one-click body or the page's CSRF token changes nothing.
 	code, body = post(t, http.DefaultClient, srv.URL+"/unsubscribe/"+other, nil)
@@ -466,5 +470,37 @@ func TestEraseDuringACampaign(t *testing.T) {
 	}
 	if sink.Got("p00250@example.com") != 0 || sink.Got("p00005@example.com") != 0 {
 		t.Error("an erased recipient was mailed after the erasure")
+	}
+}
+
+// The preferences and "send me my data" forms of the unsubscribe link's page.
+func TestPreferencesAndExportPages(t *testing.T) {
+	ctx := context.Background()
+	sink := smtptest.New(t)
+	s, _, srv := mustSubscriptions(t, sink)
+	mustActive(t, s, "anna@example.it")
+	tok := UnsubscribeToken(testSecret, "anna@example.it")
+	c := browser(t)
+	csrf := csrfFrom(t, c, srv.URL+"/unsubscribe/"+tok)
+	if code, _ := post(t, c, srv.URL+"/preferences/"+tok, url.Values{"list": {"news"}, "language": {"fr"}}); code != http.StatusBadRequest {
+		t.Errorf("preferences without csrf: %d", code)
+	}
+	if sub, _ := s.Subscriber(ctx, "anna@example.it"); sub.Language != "de" {
+		t.Errorf("preferences without csrf changed the language: %s", sub.Language)
+	}
+	code, body := post(t, c, srv.URL+"/preferences/"+tok, url.Values{"csrf": {csrf}, "list": {"news"}, "language": {"fr"}})
+	if sub, _ := s.Subscriber(ctx, "anna@example.it"); code != 200 || sub.Language != "fr" || !strings.Contains(body, `lang="fr"`) {
+		t.Errorf("preferences: %d %s\n%s", code, sub.Language, body)
+	}
+	if code, _ := post(t, c, srv.URL+"/export/"+tok, nil); code != http.StatusBadRequest || sink.Got("anna@example.it") != 0 {
+		t.Errorf("export without csrf: %d, %d mails", code, sink.Got("anna@example.it"))
+	}
+	if code, _ := post(t, c, srv.URL+"/export/"+tok, url.Values{"csrf": {csrf}}); code != 200 || sink.Got("anna@example.it") != 1 {
+		t.Fatalf("export: %d, %d mails", code, sink.Got("anna@example.it"))
+	}
+	m := mustParseMail(t, sink.Message("anna@example.it"))
+	var data PersonalData
+	if err := json.Unmarshal([]byte(m.parts["csr-platform-data.json"]), &data); err != nil || data.Email != "anna@example.it" || data.Subscriber == nil || len(data.Consent) < 2 {
+		t.Errorf("data mail: %v %+v", err, data)
 	}
 }
