@@ -114,6 +114,7 @@ func (a *API) Register(mux *http.ServeMux) {
 			From     string            `json:"from"`
 			SendAt   time.Time         `json:"send_at"`
 			Event    string            `json:"event"`
+			Before   string            `json:"send_before"` // a reminder: this long before the event starts, e.g. "24h"
 		}
 		if err := decode(r, &in); err != nil {
 			return nil, 0, err
@@ -128,7 +129,14 @@ func (a *API) Register(mux *http.ServeMux) {
 		if strings.TrimSpace(in.Subject) == "" || strings.TrimSpace(in.Body) == "" {
 			return nil, 0, fmt.Errorf("%w: subject and body are required", ErrInvalid)
 		}
-		created, err := a.Store.CreateCampaign(r.Context(), Campaign{Name: in.Name, Lists: in.Lists, Segment: in.Segment, From: in.From, Content: c, SendAt: in.SendAt, Event: in.Event},
+		var before time.Duration
+		if in.Before != "" {
+			var err error
+			if before, err = time.ParseDuration(in.Before); err != nil {
+				return nil, 0, fmt.Errorf("%w: send_before %q: want a duration such as 24h", ErrInvalid, in.Before)
+			}
+		}
+		created, err := a.Store.CreateCampaign(r.Context(), Campaign{Name: in.Name, Lists: in.Lists, Segment: in.Segment, From: in.From, Content: c, SendAt: in.SendAt, Event: in.Event, SendBefore: before},
 			func(c Content) error { _, err := Compile(c, a.Layout); return err })
 		return created, http.StatusCreated, err
 	})

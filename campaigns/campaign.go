@@ -27,19 +27,21 @@ const (
 
 // Campaign is a mailing to the active subscribers of one or more lists.
 type Campaign struct {
-	ID       int64     `json:"id"`
-	Name     string    `json:"name"`
-	Lists    []string  `json:"lists"`
-	Segment  string    `json:"segment,omitempty"` // an expression that narrows the recipients (see segment.go)
-	From     string    `json:"from"`
-	Content  Content   `json:"content"`
-	State    string    `json:"state"`
-	Reason   string    `json:"reason,omitempty"` // why it paused by itself
-	SendAt   time.Time `json:"send_at,omitzero"`
-	Event    string    `json:"event,omitempty"` // an event (see event.go) every mail invites to, with its .ics`
-	Created  time.Time `json:"created"`
-	Started  time.Time `json:"started,omitzero"`
-	Finished time.Time `json:"finished,omitzero"`
+	ID      int64     `json:"id"`
+	Name    string    `json:"name"`
+	Lists   []string  `json:"lists"`
+	Segment string    `json:"segment,omitempty"` // an expression that narrows the recipients (see segment.go)
+	From    string    `json:"from"`
+	Content Content   `json:"content"`
+	State   string    `json:"state"`
+	Reason  string    `json:"reason,omitempty"` // why it paused by itself
+	SendAt  time.Time `json:"send_at,omitzero"`
+	Event   string    `json:"event,omitempty"` // an event (see event.go) every mail invites to, with its .ics`
+	// A reminder: sent this long before its event starts, and moved when the event moves (see FollowEvent).
+	SendBefore time.Duration `json:"send_before,omitempty"`
+	Created    time.Time     `json:"created"`
+	Started    time.Time     `json:"started,omitzero"`
+	Finished   time.Time     `json:"finished,omitzero"`
 }
 
 // Status is a campaign's progress.
@@ -91,9 +93,18 @@ func (s *Store) CreateCampaign(ctx context.Context, c Campaign, check func(Conte
 	if _, err := compileSegment(c.Segment); err != nil {
 		return nil, err
 	}
+	if c.SendBefore != 0 && (c.Event == "" || c.SendBefore < 0) {
+		return nil, fmt.Errorf("campaign: %w: send before needs an event, and a positive time", ErrInvalid)
+	}
 	if c.Event != "" {
-		if _, err := s.Event(ctx, c.Event); err != nil {
+		ev, err := s.Event(ctx, c.Event)
+		if err != nil {
 			return nil, fmt.Errorf("campaign: %w", err)
+		}
+		if c.SendBefore > 0 {
+			if c.SendAt = ev.Start.Add(-c.SendBefore); c.SendAt.Before(s.now()) {
+				return nil, fmt.Errorf("campaign: %w: %s before the event is %s, already past", ErrInvalid, c.SendBefore, c.SendAt.Format(time.RFC3339))
+			}
 		}
 	}
 	id, err := s.rdb.Incr(ctx, seqKey).Result()

@@ -12,6 +12,7 @@ import (
 	"net/mail"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -238,6 +239,100 @@ func (s *Store) UpdateEvent(ctx context.Context, id string, change func(*Event))
 		}
 	}
 	return nil, fmt.Errorf("update event %s: changed by others too often, try again", id)
+}
+
+// FollowUp is what an event's update did to the campaigns that carry it.
+type FollowUp struct {
+	Moved   []*Campaign // reminders not sent yet: their send time follows the event's start
+	Invited []int64     // campaigns that have sent the event to people
+	Update  *Campaign   // with notify: the update to everybody they sent it to, started; nil when nobody was
+	People  int64       // with notify: how many people that is
+}
+
+// FollowEvent brings the campaigns that carry an updated event in line with it. A reminder not sent yet (a
+// campaign with SendBefore) moves with the event's start. With notify, everybody a campaign has sent the event
+// to gets its update: a list of them, named event-<id>-<sequence>, and a campaign to it with the first
+// invitation's content, each subject marked as an update in its language, and the event's .ics: the same UID,
+// the new sequence. It is started at once; subscribers who have left since are skipped as in any campaign.
+func (s *Store) FollowEvent(ctx context.Context, e *Event, notify bool) (*FollowUp, error) {
+	f := &FollowUp{}
+	var first *Campaign
+	err := s.eachCampaign(ctx, func(c *Campaign) error {
+		switch {
+		case c.Event != e.ID:
+		case c.State == Draft || c.State == Scheduled:
+			if c.SendBefore <= 0 {
+				return nil
+			}
+			c.SendAt = e.Start.Add(-c.SendBefore)
+			data, err := json.Marshal(c)
+			if err != nil {
+				return err
+			}
+			// Only the description: the state is the workers' to change meanwhile.
+			if err := s.rdb.HSet(ctx, campaignKeys(c.ID).meta, "json", data).Err(); err != nil {
+				return err
+			}
+			f.Moved = append(f.Moved, c)
+		default:
+			f.Invited = append(f.Invited, c.ID)
+			if first == nil {
+				first = c
+			}
+		}
+		return nil
+	})
+	if err != nil || !notify || first == nil {
+		return f, err
+	}
+	list := fmt.Sprintf("event-%s-%d", e.ID, e.Sequence)
+	if err := s.CreateList(ctx, List{Name: list, Title: "Update " + strconv.Itoa(e.Sequence) + ": " + e.Title}); err != nil {
+		return nil, fmt.Errorf("event update: %w", err)
+	}
+	at := float64(s.now().UnixMilli())
+	for _, id := range f.Invited {
+		iter := s.rdb.HScan(ctx, campaignKeys(id).delivery, 0, "", 1000).Iterator()
+		pipe := s.rdb.Pipeline()
+		for iter.Next(ctx) {
+			email := iter.Val()
+			if !iter.Next(ctx) {
+				break
+			}
+			if iter.Val() == "sent" {
+				pipe.ZAddNX(ctx, membersKey(list), redis.Z{Score: at, Member: email})
+			}
+		}
+		if err := iter.Err(); err != nil {
+			return nil, fmt.Errorf("event update: campaign %d: %w", id, err)
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			return nil, fmt.Errorf("event update: %w", err)
+		}
+	}
+	if f.People, err = s.rdb.ZCard(ctx, membersKey(list)).Result(); err != nil || f.People == 0 {
+		return f, err
+	}
+	texts, err := pageTexts()
+	if err != nil {
+		return nil, err
+	}
+	content := Content{Subject: map[string]string{}, Body: first.Content.Body}
+	for lang, subject := range first.Content.Subject {
+		in := lang
+		if in == "" {
+			in = "en" // the default subject is taken to be English
+		}
+		content.Subject[lang] = texts.Text(in, "event_updated", nil) + ": " + subject
+	}
+	c, err := s.CreateCampaign(ctx, Campaign{Name: first.Name + " (update " + strconv.Itoa(e.Sequence) + ")", Lists: []string{list},
+		From: first.From, Content: content, Event: e.ID}, func(Content) error { return nil }) // the invitation's content compiled
+	if err != nil {
+		return nil, fmt.Errorf("event update: %w", err)
+	}
+	if f.Update, err = s.Transition(ctx, c.ID, "start"); err != nil {
+		return nil, fmt.Errorf("event update: %w", err)
+	}
+	return f, nil
 }
 
 // The .ics is written by hand rather than with github.com/arran4/golang-ical: v0.3.4 backslash-escapes

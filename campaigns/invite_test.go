@@ -81,15 +81,51 @@ func TestCampaignMailWithEvent(t *testing.T) {
 		t.Errorf("DTSTART %s %v, want %s", start, err, ev.Start)
 	}
 
-	// The venue changes: the update carries the same UID and a higher SEQUENCE, so calendars replace the event.
-	if _, err := s.UpdateEvent(ctx, ev.ID, func(e *Event) { e.Place = "Messe Hannover, Hall 9" }); err != nil {
+	// A reminder a day before the event; then the event moves by a week, to another hall. The reminder follows
+	// it, and the update goes to everybody invited: the same UID, a higher SEQUENCE, so calendars replace the event.
+	rem, err := s.CreateCampaign(ctx, Campaign{Name: "reminder", Lists: []string{"news"}, From: "news@platform.example", Event: ev.ID, SendBefore: 24 * time.Hour,
+		Content: Content{Subject: map[string]string{"": "Tomorrow: EMO"}, Body: map[string]string{"": "See you tomorrow."}}}, compiles(t))
+	if err != nil {
 		t.Fatal(err)
 	}
-	sendCampaign(t, s, sink, ev.ID)
-	upd := mustICS(t, mustParseMail(t, sink.Message("anna@example.it")).parts["invitation.ics"])
+	if rem, err = s.Transition(ctx, rem.ID, "start"); err != nil || rem.State != Scheduled || !rem.SendAt.Equal(ev.Start.Add(-24*time.Hour)) {
+		t.Fatalf("reminder: %+v %v", rem, err)
+	}
+	moved, err := s.UpdateEvent(ctx, ev.ID, func(e *Event) {
+		e.Place, e.Start, e.End = "Messe Hannover, Hall 9", e.Start.AddDate(0, 0, 7), e.End.AddDate(0, 0, 7)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := s.FollowEvent(ctx, moved, true)
+	if err != nil || len(f.Moved) != 1 || f.Moved[0].ID != rem.ID || len(f.Invited) != 1 || f.Invited[0] != c.ID || f.Update == nil || f.People != 1 {
+		t.Fatalf("follow-up: %+v %v", f, err)
+	}
+	if got, _ := s.Campaign(ctx, rem.ID); got.State != Scheduled || !got.SendAt.Equal(moved.Start.Add(-24*time.Hour)) {
+		t.Errorf("the reminder did not follow the event: %s at %s, want %s", got.State, got.SendAt, moved.Start.Add(-24*time.Hour))
+	}
+	stop := run(t, testWorker(t, s, sink.Addr, DefaultWorkerConfig()))
+	waitState(t, s, f.Update.ID, Finished)
+	stop()
+	if n := sink.Got("anna@example.it"); n != 2 {
+		t.Fatalf("anna got %d mails, want the invitation and its update", n)
+	}
+	um := mustParseMail(t, sink.Message("anna@example.it"))
+	if got := um.header.Get("Subject"); got != "Updated: Meet us at EMO" {
+		t.Errorf("update subject %q", got)
+	}
+	upd := mustICS(t, um.parts["invitation.ics"])
 	if upd.Props.Get(ical.PropUID).Value != uid || upd.Props.Get(ical.PropSequence).Value != "1" || icsProperty(t, upd, ical.PropLocation) != "Messe Hannover, Hall 9" {
 		t.Errorf("update: uid %s (want %s), sequence %s, location %s", upd.Props.Get(ical.PropUID).Value, uid,
 			upd.Props.Get(ical.PropSequence).Value, icsProperty(t, upd, ical.PropLocation))
+	}
+	if start, err := upd.DateTimeStart(time.UTC); err != nil || !start.Equal(moved.Start) {
+		t.Errorf("update DTSTART %s %v, want %s", start, err, moved.Start)
+	}
+	// Nobody else: a second update without notify sends nothing and says who could be told.
+	again, _ := s.UpdateEvent(ctx, ev.ID, func(e *Event) { e.Description = "Bring your CSR report." })
+	if f, err := s.FollowEvent(ctx, again, false); err != nil || f.Update != nil || len(f.Invited) != 2 {
+		t.Errorf("follow-up without notify: %+v %v", f, err)
 	}
 }
 

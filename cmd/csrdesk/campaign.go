@@ -187,16 +187,7 @@ func campaignCreate(ctx context.Context, cfg config, args []string, stdout io.Wr
 		return err
 	}
 	return withStore(ctx, cfg, func(s *campaigns.Store) error {
-		if *before != 0 {
-			ev, err := s.Event(ctx, *event)
-			if err != nil {
-				return err
-			}
-			if at = ev.Start.Add(-*before); at.Before(time.Now()) {
-				return fmt.Errorf("campaign create: %w: %s before the event is %s, already past", campaigns.ErrInvalid, *before, at.Format(time.RFC3339))
-			}
-		}
-		c, err := s.CreateCampaign(ctx, campaigns.Campaign{Name: *name, Lists: lists, Segment: *segment, From: *from, Content: content, SendAt: at, Event: *event},
+		c, err := s.CreateCampaign(ctx, campaigns.Campaign{Name: *name, Lists: lists, Segment: *segment, From: *from, Content: content, SendAt: at, Event: *event, SendBefore: *before},
 			func(c campaigns.Content) error { _, err := campaigns.Compile(c, layout); return err })
 		if err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"io"
 	netmail "net/mail"
 	"net/url"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -162,6 +163,7 @@ func eventCreate(ctx context.Context, cfg config, args []string, stdout io.Write
 func eventUpdate(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
 	const cmd = "events update"
 	f := newEventFlags(cmd)
+	notify := f.fs.Bool("notify", false, "mail the update to everybody a campaign has sent the event to")
 	pos, err := parseFlags(f.fs, args)
 	if err != nil {
 		return err
@@ -170,6 +172,7 @@ func eventUpdate(ctx context.Context, cfg config, args []string, stdout io.Write
 		return usageError(cmd + ": want one event id, and the flags to change")
 	}
 	set := f.given()
+	delete(set, "notify")
 	if len(set) == 0 {
 		return usageError(cmd + ": nothing to change: give --title, --description, --place, --url, --organizer, --start, --end or --tz")
 	}
@@ -224,6 +227,24 @@ func eventUpdate(ctx context.Context, cfg config, args []string, stdout io.Write
 			return err
 		}
 		fmt.Fprintf(stdout, "event %s: sequence %d, %s\n", e.ID, e.Sequence, e.When("en"))
+		f, err := s.FollowEvent(ctx, e, *notify)
+		if err != nil {
+			return err
+		}
+		for _, c := range f.Moved {
+			due := ""
+			if !c.SendAt.After(time.Now()) {
+				due = " (already due: it goes as soon as it is started)"
+			}
+			fmt.Fprintf(stdout, "reminder: campaign %d now goes at %s%s\n", c.ID, c.SendAt.Local().Format("2006-01-02 15:04 MST"), due)
+		}
+		switch {
+		case f.Update != nil:
+			fmt.Fprintf(stdout, "update: campaign %d to the %d people campaigns %s sent the event to (list %s), started\n",
+				f.Update.ID, f.People, joinIDs(f.Invited), f.Update.Lists[0])
+		case len(f.Invited) > 0 && !*notify:
+			fmt.Fprintf(stdout, "campaigns %s sent the event to people: add --notify to send them this update\n", joinIDs(f.Invited))
+		}
 		return nil
 	})
 }
@@ -268,4 +289,20 @@ func eventShow(ctx context.Context, cfg config, args []string, stdout io.Writer)
 		}
 		return tw.Flush()
 	})
+}
+
+// joinIDs writes campaign ids as "1, 4 and 7".
+func joinIDs(ids []int64) string {
+	out := ""
+	for i, id := range ids {
+		switch {
+		case i == 0:
+		case i == len(ids)-1:
+			out += " and "
+		default:
+			out += ", "
+		}
+		out += strconv.FormatInt(id, 10)
+	}
+	return out
 }

@@ -58,6 +58,13 @@ func TestSubscribersSideCommands(t *testing.T) {
 		"--event", event, "--send-before", "96h"); err == nil || !strings.Contains(err.Error(), "already past") {
 		t.Errorf("a reminder before now: %v", err)
 	}
+	// The event moves: the scheduled reminder moves with it. Nobody has been sent the event, so there is nobody
+	// to notify.
+	runCmd(t, e, "campaign", "start", id)
+	out, _, err = runCmd(t, e, "events", "update", event, "--start", time.Now().Add(96*time.Hour).Format("2006-01-02 15:04"), "--notify")
+	if err != nil || !strings.Contains(out, "reminder: campaign "+id+" now goes at ") || strings.Contains(out, "update:") {
+		t.Errorf("events update: %v\n%s", err, out)
+	}
 
 	// A bounce that did not come through our return path changes nothing, but is reported and moved; an
 	// ordinary mail stays.

@@ -32,8 +32,9 @@ Usage:
   csrdesk subscribers export EMAIL    everything held about an address, as JSON
   csrdesk subscribers delete EMAIL    erase an address everywhere (a suppression hash stays)
   csrdesk bounces FILE.eml|DIR ...    apply bounce reports (DSN), complaints (ARF) and unsubscribe mails
-  csrdesk events [create|update ID|show ID [--ics]] ...
-                                      events that campaigns invite to, with their calendar file
+  csrdesk events [create|update ID [--notify]|show ID [--ics]] ...
+                                      events that campaigns invite to, with their calendar file; an update
+                                      moves reminders, and --notify mails it to everybody sent the event
   csrdesk campaign create --name N --subject S --body-file F.md --list L [--list L2] [--send-at T] [--from A]
                       [--event ID [--send-before 24h]] [--segment EXPR]
   csrdesk campaign preview ID [--subscriber EMAIL] | test ID --to ADDR
