@@ -145,6 +145,15 @@ func TestAPISubscriptionsAndPrivacy(t *testing.T) {
 	if code, _ := call("GET", "/api/subscribers/jo@example.de", ""); code != 404 {
 		t.Errorf("personal data after erasure: %d", code)
 	}
+	// A mail server posts a delivery report for a mail to max: he is marked bounced.
+	mustActive(t, s, "max@example.de")
+	max, _ := s.Subscriber(context.Background(), "max@example.de")
+	dsn := "From: MAILER-DAEMON@mx.example\r\nTo: bounces+0-" + max.ID + "@platform.example\r\nSubject: Undelivered Mail Returned to Sender\r\n" +
+		"MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=b\r\n\r\n--b\r\nContent-Type: message/delivery-status\r\n\r\n" +
+		"Reporting-MTA: dns; mx.example\r\n\r\nFinal-Recipient: rfc822; max@example.de\r\nAction: failed\r\nStatus: 5.1.1\r\n\r\n--b--\r\n"
+	if code, body := call("POST", "/api/inbound", dsn); code != 200 || !strings.Contains(body, "hard bounce for max@example.de") || status(t, s, "max@example.de") != Bounced {
+		t.Errorf("inbound report: %d %s; max is %s", code, body, status(t, s, "max@example.de"))
+	}
 	if code, body := call("POST", "/api/inbound", "From: a@example.com\r\nSubject: hello\r\n\r\nhi"); code != 200 || !strings.Contains(body, "not a bounce") {
 		t.Errorf("inbound ordinary mail: %d %s", code, body)
 	}

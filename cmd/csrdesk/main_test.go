@@ -252,6 +252,26 @@ func TestServe(t *testing.T) {
 			t.Errorf("/metrics lacks %s", want)
 		}
 	}
+	// /subscribe in the web chat, then the address: the confirmation mail goes out, and the consent names the chat.
+	runCmd(t, e, "lists", "create", "news", "--public")
+	for _, text := range []string{"/subscribe", "lea@example.fr"} {
+		resp, err = http.Post("http://"+addr+"/api/chat/messages", "application/json", strings.NewReader(`{"chat":"`+session.Chat+`","text":"`+text+`"}`))
+		if err != nil || resp.StatusCode != 202 {
+			t.Fatalf("chat message %q: %v %v", text, err, resp.Status)
+		}
+		resp.Body.Close()
+	}
+	var mails []string
+	for deadline := time.Now().Add(10 * time.Second); len(mails) == 0 && time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		mails, _ = filepath.Glob(filepath.Join(e("CSRDESK_OUTBOX_DIR"), "*-lea@example.fr.eml"))
+	}
+	export, _, _ := runCmd(t, e, "subscribers", "export", "lea@example.fr")
+	if !strings.Contains(export, `"via": "chat:web"`) || !strings.Contains(export, `"status": "unconfirmed"`) || len(mails) != 1 {
+		t.Fatalf("subscribe from the web chat: %d confirmation mails; export:\n%s", len(mails), export)
+	}
+	if mail, _ := os.ReadFile(mails[0]); !strings.Contains(strings.ReplaceAll(string(mail), "=\r\n", ""), "/confirm/") {
+		t.Errorf("the confirmation mail has no confirmation link:\n%s", mail)
+	}
 	if code, _ := get("/api/faq/ask?lang=pt&q=ola"); code != 400 {
 		t.Errorf("bad lang: status %d, want 400", code)
 	}
