@@ -290,3 +290,36 @@ func TestForgedReportsWithAnUnknownIDChangeNothing(t *testing.T) {
 		t.Errorf("campaign counts changed: %+v", st)
 	}
 }
+
+// A campaign still being sent when its event changes sends the new version from then on: a worker that has
+// compiled the campaign notices the event's new sequence.
+func TestRunningCampaignFollowsItsEvent(t *testing.T) {
+	ctx := context.Background()
+	sink := smtptest.New(t)
+	s, _, _ := mustSubscriptions(t, sink)
+	mustActive(t, s, "anna@example.it")
+	ev, err := s.CreateEvent(ctx, Event{Title: "CSR day", Start: time.Date(2027, 9, 14, 9, 0, 0, 0, time.UTC), End: time.Date(2027, 9, 14, 17, 0, 0, 0, time.UTC),
+		TZ: "UTC", Place: "Hall 2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.CreateCampaign(ctx, Campaign{Name: "emo", Lists: []string{"news"}, From: "news@platform.example", Event: ev.ID,
+		Content: Content{Subject: map[string]string{"": "Meet us"}, Body: map[string]string{"": "Come."}}}, compiles(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := testWorker(t, s, sink.Addr, DefaultWorkerConfig())
+	if _, err := w.mailing(ctx, c); err != nil { // compiled with the event as it is
+		t.Fatal(err)
+	}
+	if _, err := s.UpdateEvent(ctx, ev.ID, func(e *Event) { e.Place = "Hall 9" }); err != nil {
+		t.Fatal(err)
+	}
+	s.Transition(ctx, c.ID, "start")
+	run(t, w)
+	waitState(t, s, c.ID, Finished)
+	cal := mustICS(t, mustParseMail(t, sink.Message("anna@example.it")).parts["invitation.ics"])
+	if cal.Props.Get(ical.PropSequence).Value != "1" || icsProperty(t, cal, ical.PropLocation) != "Hall 9" {
+		t.Errorf("sent sequence %s, location %s; want the update", cal.Props.Get(ical.PropSequence).Value, icsProperty(t, cal, ical.PropLocation))
+	}
+}

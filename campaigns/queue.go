@@ -233,6 +233,9 @@ func (w *Worker) work(ctx context.Context, c *Campaign, jobs chan<- job) (int, e
 			msgs = append(msgs, st.Messages...)
 		}
 	}
+	if len(msgs) > 0 && c.Event != "" {
+		w.followEvent(ctx, c)
+	}
 	batch := w.prefetch(ctx, c, msgs)
 	checked := time.Now()
 	for i, j := range batch {
@@ -769,6 +772,20 @@ func (w *Worker) mailing(ctx context.Context, c *Campaign) (*Mailing, error) {
 	}
 	w.mailings[c.ID] = m
 	return m, nil
+}
+
+// followEvent drops a campaign's compiled content when its event has changed since, so that the mails sent
+// from now on carry the new version.
+func (w *Worker) followEvent(ctx context.Context, c *Campaign) {
+	ev, err := w.store.Event(ctx, c.Event)
+	if err != nil {
+		return // the mails go out with the version compiled
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if m, ok := w.mailings[c.ID]; ok && m.eventSeq != ev.Sequence {
+		delete(w.mailings, c.ID)
+	}
 }
 
 // message builds a recipient's mail.

@@ -74,6 +74,7 @@ type Mailing struct {
 	// An event's block under the body, by language of the footer, and its calendar file; nil without an event.
 	eventHTML, eventText map[string]string
 	ics                  []byte
+	eventSeq             int // the event's sequence number when the mailing was compiled
 }
 
 // layoutFrame is a layout rendered with placeholders, cut where the subject, the body and the unsubscribe link go.
@@ -357,6 +358,7 @@ func (m *Mailing) SetEvent(ev *Event, publicURL string, now time.Time) error {
 		return err
 	}
 	publicURL = strings.TrimRight(publicURL, "/")
+	m.eventSeq = ev.Sequence
 	if m.ics, err = ev.ICS(EventDomain(publicURL), now); err != nil {
 		return err
 	}
