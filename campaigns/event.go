@@ -301,6 +301,11 @@ func (s *Store) FollowEvent(ctx context.Context, e *Event, notify bool) (*Follow
 			if iter.Val() == "sent" {
 				pipe.ZAddNX(ctx, membersKey(list), redis.Z{Score: at, Member: email})
 			}
+			if pipe.Len() == 1000 {
+				if _, err := pipe.Exec(ctx); err != nil {
+					return nil, fmt.Errorf("event update: %w", err)
+				}
+			}
 		}
 		if err := iter.Err(); err != nil {
 			return nil, fmt.Errorf("event update: campaign %d: %w", id, err)

@@ -392,7 +392,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (*I
 }
 
 // saveScript upserts one subscriber and adds it to a list, keeping an existing subscriber's status, id and
-// creation time; a new one gets ARGV[10] as its status and the consent record ARGV[11]. An unconfirmed subscriber
+// creation time (one stored before subscribers had ids gets one); a new one gets ARGV[10] as its status and the consent record ARGV[11]. An unconfirmed subscriber
 // that an import vouches for (ARGV[12] = 1) becomes active. It returns 1 for a new subscriber.
 var saveScript = redis.NewScript(`
 local new = redis.call('EXISTS', KEYS[1]) == 0
@@ -403,9 +403,14 @@ if new then
   redis.call('HSET', KEYS[5], ARGV[13], ARGV[1])
   redis.call('ZADD', KEYS[2], ARGV[9], ARGV[1])
   redis.call('RPUSH', KEYS[4], ARGV[11])
-elseif ARGV[12] == '1' and redis.call('HGET', KEYS[1], 'status') == 'unconfirmed' then
-  redis.call('HSET', KEYS[1], 'status', 'active')
-  redis.call('RPUSH', KEYS[4], ARGV[11])
+else
+  if ARGV[12] == '1' and redis.call('HGET', KEYS[1], 'status') == 'unconfirmed' then
+    redis.call('HSET', KEYS[1], 'status', 'active')
+    redis.call('RPUSH', KEYS[4], ARGV[11])
+  end
+  if redis.call('HSETNX', KEYS[1], 'id', ARGV[13]) == 1 then -- stored before subscribers had ids
+    redis.call('HSET', KEYS[5], ARGV[13], ARGV[1])
+  end
 end
 redis.call('ZADD', KEYS[3], 'NX', ARGV[9], ARGV[1])
 if new then return 1 end

@@ -180,3 +180,21 @@ func TestExportRoundTrip(t *testing.T) {
 		t.Errorf("re-import of the export: %+v %v", rep, err)
 	}
 }
+
+// A subscriber stored before subscribers had ids gets one when imported again, so that its bounces can be told
+// apart (see VERP).
+func TestReimportGivesAnID(t *testing.T) {
+	ctx := context.Background()
+	s := mustStore(t, "all")
+	s.rdb.HSet(ctx, subKey("old@example.com"), "email", "old@example.com", "status", Active, "created", "2026-01-01T00:00:00Z")
+	if _, err := s.Import(ctx, strings.NewReader("email,name\nold@example.com,Old\n"), ImportOptions{List: "all"}); err != nil {
+		t.Fatal(err)
+	}
+	sub, err := s.Subscriber(ctx, "old@example.com")
+	if err != nil || sub.ID == "" || sub.Status != Active || sub.Name != "Old" {
+		t.Fatalf("after import: %+v %v", sub, err)
+	}
+	if email, _ := s.rdb.HGet(ctx, idsKey, sub.ID).Result(); email != "old@example.com" {
+		t.Errorf("id %s names %q", sub.ID, email)
+	}
+}
