@@ -60,7 +60,7 @@ func ParseSMTP(raw string) (*SMTP, error) {
 			return nil, fmt.Errorf("SMTP URL: port %q", p)
 		}
 	}
-	s.opts = append(s.opts, mail.WithPort(port), mail.WithTimeout(30*time.Second), mail.WithoutNoop())
+	s.opts = append(s.opts, mail.WithPort(port), mail.WithTimeout(30*time.Second), mail.WithoutNoop(), mail.WithoutRset())
 	if u.User != nil {
 		pass, _ := u.User.Password()
 		auth := mail.SMTPAuthPlain
