@@ -53,6 +53,19 @@ func parseICS(tb testing.TB, data []byte) (*ical.Calendar, *ical.Event) {
 	return cal, &events[0]
 }
 
+// validICS checks an event as the store would and returns its .ics for the domain platform.example.
+func validICS(tb testing.TB, e Event) []byte {
+	tb.Helper()
+	if err := e.validate(); err != nil {
+		tb.Fatal(err)
+	}
+	data, err := e.ICS("platform.example", time.Now())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return data
+}
+
 func icsProp(tb testing.TB, e *ical.Event, name string) string {
 	tb.Helper()
 	s, err := e.Props.Text(name)
@@ -386,13 +399,7 @@ func TestEventICSTimeZones(t *testing.T) {
 			s := tc.start
 			e := Event{ID: "abcdefghij", Title: "x", TZ: tc.tz, Start: time.Date(s.Year(), s.Month(), s.Day(), s.Hour(), s.Minute(), 0, 0, loc)}
 			e.End = e.Start.Add(26 * time.Hour)
-			if err := e.validate(); err != nil {
-				t.Fatal(err)
-			}
-			data, err := e.ICS("platform.example", time.Now())
-			if err != nil {
-				t.Fatal(err)
-			}
+			data := validICS(t, e)
 			cal, ev := parseICS(t, data)
 			dtstart := ev.Props.Get(ical.PropDateTimeStart)
 			if dtstart.Value != tc.wantStart || dtstart.Params.Get("TZID") != tc.tz {
@@ -426,13 +433,7 @@ func TestEventICSTimeZones(t *testing.T) {
 func TestEventICSRepeatedHour(t *testing.T) {
 	second := time.Date(2027, 10, 31, 1, 30, 0, 0, time.UTC) // 02:30 CET, after 02:30 CEST
 	e := Event{ID: "abcdefghij", Title: "x", TZ: "Europe/Berlin", Start: second, End: second.Add(time.Hour)}
-	if err := e.validate(); err != nil {
-		t.Fatal(err)
-	}
-	data, err := e.ICS("platform.example", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := validICS(t, e)
 	cal, ev := parseICS(t, data)
 	if p := ev.Props.Get(ical.PropDateTimeStart); p.Value != "20271031T013000Z" || !resolveICS(t, cal, p).Equal(second) {
 		t.Errorf("DTSTART = %+v, want 20271031T013000Z", p)
@@ -447,13 +448,7 @@ func TestEventICSEscapingAndFolding(t *testing.T) {
 	desc := string([]rune(strings.Repeat("Über Lieferketten – ça va 😀, 供应链; ", 10))[:200]) // 1- to 4-byte characters
 	e := mustEvent(t, "Europe/Berlin", 2027, 3, 9, 9)
 	e.ID, e.Title, e.Description, e.Place = "abcdefghij", title, desc, "Via Roma 1, 25100 Brescia"
-	if err := e.validate(); err != nil {
-		t.Fatal(err)
-	}
-	data, err := e.ICS("platform.example", time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := validICS(t, e)
 	if !bytes.HasSuffix(data, []byte("\r\n")) || bytes.Count(data, []byte("\n")) != bytes.Count(data, []byte("\r\n")) {
 		t.Error("lines do not all end in CRLF")
 	}

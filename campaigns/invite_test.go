@@ -74,7 +74,7 @@ func TestCampaignMailWithEvent(t *testing.T) {
 	}
 	cal := mustICS(t, m.parts["invitation.ics"])
 	uid := cal.Props.Get(ical.PropUID).Value
-	if uid != ev.ID+"@platform.example" || cal.Props.Get(ical.PropSequence).Value != "0" || icsProperty(t, cal, ical.PropLocation) != "Messe Hannover, Hall 2" {
+	if uid != ev.ID+"@platform.example" || cal.Props.Get(ical.PropSequence).Value != "0" || icsProp(t, cal, ical.PropLocation) != "Messe Hannover, Hall 2" {
 		t.Errorf("invitation: uid %s, sequence %s", uid, cal.Props.Get(ical.PropSequence).Value)
 	}
 	if start, err := cal.DateTimeStart(time.UTC); err != nil || !start.Equal(ev.Start) {
@@ -115,9 +115,9 @@ func TestCampaignMailWithEvent(t *testing.T) {
 		t.Errorf("update subject %q", got)
 	}
 	upd := mustICS(t, um.parts["invitation.ics"])
-	if upd.Props.Get(ical.PropUID).Value != uid || upd.Props.Get(ical.PropSequence).Value != "1" || icsProperty(t, upd, ical.PropLocation) != "Messe Hannover, Hall 9" {
+	if upd.Props.Get(ical.PropUID).Value != uid || upd.Props.Get(ical.PropSequence).Value != "1" || icsProp(t, upd, ical.PropLocation) != "Messe Hannover, Hall 9" {
 		t.Errorf("update: uid %s (want %s), sequence %s, location %s", upd.Props.Get(ical.PropUID).Value, uid,
-			upd.Props.Get(ical.PropSequence).Value, icsProperty(t, upd, ical.PropLocation))
+			upd.Props.Get(ical.PropSequence).Value, icsProp(t, upd, ical.PropLocation))
 	}
 	if start, err := upd.DateTimeStart(time.UTC); err != nil || !start.Equal(moved.Start) {
 		t.Errorf("update DTSTART %s %v, want %s", start, err, moved.Start)
@@ -250,15 +250,6 @@ X-Csrdesk-Campaign: `+fmt.Sprint(c.ID)+`
 	}
 }
 
-func icsProperty(t *testing.T, ev *ical.Event, name string) string {
-	t.Helper()
-	v, err := ev.Props.Text(name)
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return v
-}
-
 // A report whose return path carries a made-up subscriber id changes nothing, whatever address it names.
 func TestForgedReportsWithAnUnknownIDChangeNothing(t *testing.T) {
 	ctx := context.Background()
@@ -319,7 +310,7 @@ func TestRunningCampaignFollowsItsEvent(t *testing.T) {
 	run(t, w)
 	waitState(t, s, c.ID, Finished)
 	cal := mustICS(t, mustParseMail(t, sink.Message("anna@example.it")).parts["invitation.ics"])
-	if cal.Props.Get(ical.PropSequence).Value != "1" || icsProperty(t, cal, ical.PropLocation) != "Hall 9" {
-		t.Errorf("sent sequence %s, location %s; want the update", cal.Props.Get(ical.PropSequence).Value, icsProperty(t, cal, ical.PropLocation))
+	if cal.Props.Get(ical.PropSequence).Value != "1" || icsProp(t, cal, ical.PropLocation) != "Hall 9" {
+		t.Errorf("sent sequence %s, location %s; want the update", cal.Props.Get(ical.PropSequence).Value, icsProp(t, cal, ical.PropLocation))
 	}
 }
