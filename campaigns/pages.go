@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -236,13 +235,13 @@ type confirmation struct {
 func (s *Subscriptions) confirmToken(email string, lists []string) string {
 	payload, _ := json.Marshal(confirmation{Email: email, Lists: lists, At: time.Now().Unix()})
 	enc := base64.RawURLEncoding.EncodeToString(payload)
-	return enc + "." + s.mac("confirm|"+enc)
+	return enc + "." + sign(s.cfg.Secret, "confirm|"+enc)
 }
 
 func (s *Subscriptions) parseConfirmToken(token string) (confirmation, bool) {
 	var c confirmation
 	enc, mac, ok := strings.Cut(token, ".")
-	if !ok || !hmac.Equal([]byte(mac), []byte(s.mac("confirm|"+enc))) {
+	if !ok || !hmac.Equal([]byte(mac), []byte(sign(s.cfg.Secret, "confirm|"+enc))) {
 		return c, false
 	}
 	raw, err := base64.RawURLEncoding.DecodeString(enc)
@@ -250,12 +249,6 @@ func (s *Subscriptions) parseConfirmToken(token string) (confirmation, bool) {
 		return c, false
 	}
 	return c, true
-}
-
-func (s *Subscriptions) mac(v string) string {
-	m := hmac.New(sha256.New, s.cfg.Secret)
-	m.Write([]byte(v))
-	return hex.EncodeToString(m.Sum(nil)[:16])
 }
 
 // Handler serves the public pages.

@@ -11,7 +11,7 @@ import (
 // UnsubscribeToken is the token of a subscriber's unsubscribe links: the address and an HMAC of it with the
 // platform's secret, so that nobody can unsubscribe someone else by guessing, and old mails' links keep working.
 func UnsubscribeToken(secret []byte, email string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(email)) + "." + unsubscribeMAC(secret, email)
+	return base64.RawURLEncoding.EncodeToString([]byte(email)) + "." + sign(secret, "unsubscribe|"+email)
 }
 
 // ParseUnsubscribeToken returns the address a token was made for, and false for a forged or damaged token.
@@ -24,14 +24,16 @@ func ParseUnsubscribeToken(secret []byte, token string) (string, bool) {
 	if err != nil {
 		return "", false
 	}
-	if !hmac.Equal([]byte(mac), []byte(unsubscribeMAC(secret, string(email)))) {
+	if !hmac.Equal([]byte(mac), []byte(sign(secret, "unsubscribe|"+string(email)))) {
 		return "", false
 	}
 	return string(email), true
 }
 
-func unsubscribeMAC(secret []byte, email string) string {
+// sign is the MAC of the links the platform mails (unsubscribe, confirm): HMAC-SHA256 with the secret, cut to 128
+// bits, in hex. v starts with what the link is for, so that one kind of token cannot pass for another.
+func sign(secret []byte, v string) string {
 	m := hmac.New(sha256.New, secret)
-	m.Write([]byte("unsubscribe|" + email))
+	m.Write([]byte(v))
 	return hex.EncodeToString(m.Sum(nil)[:16])
 }
