@@ -165,7 +165,9 @@ func BenchmarkQueue(b *testing.B) {
 		c := benchCampaign(b, s, n)
 		cfg := DefaultWorkerConfig()
 		cfg.Conns, cfg.Poll = benchConns, 5*time.Millisecond
+		cpu0, own0 := redisCPU(b, rc), processCPU()
 		queue := runUntilFinished(b, s, NewWorker(s, noop{}, mustLayout(b), cfg, slog.New(slog.DiscardHandler)), c.ID)
+		redisSeconds, ownSeconds := redisCPU(b, rc)-cpu0, processCPU()-own0
 
 		ctx := context.Background()
 		pipe := rc.Pipeline()
@@ -195,6 +197,10 @@ func BenchmarkQueue(b *testing.B) {
 		raw := time.Since(start)
 		b.ReportMetric(n/queue.Seconds(), "queue-jobs/s")
 		b.ReportMetric(n/raw.Seconds(), "raw-xreadgroup-xack/s")
+		// What a recipient costs besides the sending itself: this process (scheduling, reading, rendering,
+		// recording) and Redis.
+		b.ReportMetric(ownSeconds/n*1e6, "queue-process-cpu-µs/job")
+		b.ReportMetric(redisSeconds/n*1e6, "queue-redis-cpu-µs/job")
 	}
 }
 

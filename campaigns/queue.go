@@ -8,12 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	netmail "net/mail"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/expr-lang/expr/vm"
 	"github.com/go-redis/redis_rate/v10"
@@ -823,14 +825,23 @@ func VERP(base string, c *Campaign, sub *Subscriber) string {
 	return fmt.Sprintf("%s+%d-%s%s", base[:at], c.ID, sub.ID, base[at:])
 }
 
+// writeString gives go-mail a rendered part without the copy SetBodyString makes of it. The part's encoder only
+// reads the bytes (the io.Writer contract), so they can be the string's own.
+func writeString(s string) func(io.Writer) (int64, error) {
+	return func(w io.Writer) (int64, error) {
+		n, err := w.Write(unsafe.Slice(unsafe.StringData(s), len(s)))
+		return int64(n), err
+	}
+}
+
 func buildMessage(c *Campaign, sub *Subscriber, r Rendered, unsubURL, token string) (*mail.Msg, error) {
 	// The addresses were checked when stored (NormalizeEmail): no need to parse them again for every message.
 	m := mail.NewMsg()
 	m.FromMailAddress(&netmail.Address{Address: c.From})
 	m.ToMailAddress(&netmail.Address{Address: sub.Email})
 	m.Subject(r.Subject)
-	m.SetBodyString(mail.TypeTextPlain, r.Text)
-	m.AddAlternativeString(mail.TypeTextHTML, r.HTML)
+	m.SetBodyWriter(mail.TypeTextPlain, writeString(r.Text))
+	m.AddAlternativeWriter(mail.TypeTextHTML, writeString(r.HTML))
 	domain := c.From[strings.LastIndexByte(c.From, '@')+1:]
 	sum := sha256.Sum256([]byte(sub.Email))
 	m.SetMessageIDWithValue(fmt.Sprintf("c%d.%s.%d@%s", c.ID, hex.EncodeToString(sum[:8]), time.Now().UnixNano(), domain))
