@@ -22,8 +22,12 @@ import (
 
 const benchConns = 10
 
-// benchCampaign fills a list with n subscribers and creates a started campaign to it.
-func benchCampaign(b *testing.B, s *Store, n int) *Campaign {
+// benchCampaign fills a list with n subscribers and creates a started campaign to it, of about 6 KB a mail.
+func benchCampaign(b *testing.B, s *Store, n int) *Campaign { return sizedCampaign(b, s, n, 30) }
+
+// sizedCampaign is benchCampaign with a body of paragraphs sentences: 30 make a mail of about 6 KB, a short
+// event announcement; 120 about 24 KB, a monthly newsletter.
+func sizedCampaign(b *testing.B, s *Store, n, paragraphs int) *Campaign {
 	b.Helper()
 	ctx := context.Background()
 	if err := s.CreateList(ctx, List{Name: "bench"}); err != nil {
@@ -39,8 +43,8 @@ func benchCampaign(b *testing.B, s *Store, n int) *Campaign {
 			batch = batch[:0]
 		}
 	}
-	// About 6 KB once rendered, personalised like a real mailing: the name once, the rest shared.
-	body := "Dear {{.Subscriber.Name}},\n\n" + strings.Repeat("The platform's **news** of the month: events, training modules and the sector commitments. ", 30)
+	// Personalised like a real mailing: the name once, the rest shared.
+	body := "Dear {{.Subscriber.Name}},\n\n" + strings.Repeat("The platform's **news** of the month: events, training modules and the sector commitments. ", paragraphs)
 	content := Content{Subject: map[string]string{"": "CSR news"}, Body: map[string]string{"": body}}
 	c, err := s.CreateCampaign(ctx, Campaign{Name: "bench", Lists: []string{"bench"}, From: "news@platform.example", Content: content},
 		func(c Content) error { _, err := Compile(c, mustLayout(b)); return err })
@@ -79,14 +83,24 @@ func runUntilFinished(b *testing.B, s *Store, w *Worker, id int64) time.Duration
 // delivery records, rate limiter, rendering per recipient, go-mail over 10 connections) with a bare go-mail loop
 // sending the same number of pre-rendered messages over 10 connections to the same in-process SMTP sink. The two
 // alternate, three rounds each, so that the machine's ups and downs touch both alike; the pre-rendered messages
-// are built first, so that both run with the same heap.
+// are built first, so that both run with the same heap. It runs for two sizes of mail: the campaign path costs
+// about the same per recipient whatever the size, while go-mail and the sink cost more the bigger the mail.
 func BenchmarkSend(b *testing.B) {
+	for _, size := range []struct {
+		name       string
+		paragraphs int
+	}{{"mail=6KB", 30}, {"mail=24KB", 120}} {
+		b.Run(size.name, func(b *testing.B) { benchSend(b, size.paragraphs) })
+	}
+}
+
+func benchSend(b *testing.B, paragraphs int) {
 	const n, rounds = 20000, 3
 	sink := smtptest.New(b)
 	ctx := context.Background()
 	for range b.N {
 		s := NewStore(redisSrv.Client(b))
-		first := benchCampaign(b, s, n)
+		first := sizedCampaign(b, s, n, paragraphs)
 		cfg := DefaultWorkerConfig()
 		cfg.Conns, cfg.Poll = benchConns, 5*time.Millisecond
 		tr, _ := ParseSMTP("smtp://" + sink.Addr + "?tls=none")
@@ -100,8 +114,12 @@ func BenchmarkSend(b *testing.B) {
 			}
 			msgs[i] = m
 		}
+		var size countWriter
+		if _, err := msgs[0].WriteTo(&size); err != nil {
+			b.Fatal(err)
+		}
 		var campaign, bare time.Duration
-		var redisSeconds, campaignCPU, bareCPU float64
+		var redisSeconds, campaignCPU, bareCPU, campaignGC, bareGC float64
 		for round := range rounds {
 			c := first
 			if round > 0 {
@@ -112,14 +130,15 @@ func BenchmarkSend(b *testing.B) {
 				}
 				s.Transition(ctx, c.ID, "start")
 			}
-			cpu0, own0 := redisCPU(b, s.rdb), processCPU()
+			cpu0, own0, gc0 := redisCPU(b, s.rdb), processCPU(), gcCPU()
 			campaign += runUntilFinished(b, s, NewWorker(s, tr, mustLayout(b), cfg, slog.New(slog.DiscardHandler)), c.ID)
 			redisSeconds += redisCPU(b, s.rdb) - cpu0
 			campaignCPU += processCPU() - own0
+			campaignGC += gcCPU() - gc0
 
 			var next atomic.Int64
 			var wg sync.WaitGroup
-			start, own0 := time.Now(), processCPU()
+			start, own0, gc0 := time.Now(), processCPU(), gcCPU()
 			for range benchConns {
 				wg.Add(1)
 				go func() {
@@ -137,6 +156,7 @@ func BenchmarkSend(b *testing.B) {
 			wg.Wait()
 			bare += time.Since(start)
 			bareCPU += processCPU() - own0
+			bareGC += gcCPU() - gc0
 		}
 		b.ReportMetric(rounds*n/campaign.Seconds(), "campaign-msgs/s")
 		b.ReportMetric(rounds*n/bare.Seconds(), "bare-gomail-msgs/s")
@@ -145,8 +165,16 @@ func BenchmarkSend(b *testing.B) {
 		b.ReportMetric(redisSeconds/(rounds*n)*1e6, "redis-cpu-µs/msg")
 		b.ReportMetric(campaignCPU/(rounds*n)*1e6, "campaign-process-cpu-µs/msg")
 		b.ReportMetric(bareCPU/(rounds*n)*1e6, "bare-process-cpu-µs/msg")
+		b.ReportMetric(float64(size)/1000, "mail-KB")
+		b.ReportMetric(campaignGC/(rounds*n)*1e6, "campaign-gc-cpu-µs/msg")
+		b.ReportMetric(bareGC/(rounds*n)*1e6, "bare-gc-cpu-µs/msg")
 	}
 }
+
+// countWriter counts the bytes written to it.
+type countWriter int
+
+func (c *countWriter) Write(p []byte) (int, error) { *c += countWriter(len(p)); return len(p), nil }
 
 // noop is a transport that sends nothing, to measure the queue alone.
 type noop struct{}
@@ -281,6 +309,13 @@ func processCPU() float64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// gcCPU is the CPU time this process's garbage collector has used, in seconds (an estimate by the runtime).
+func gcCPU() float64 {
+	m := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	metrics.Read(m)
+	return m[0].Value.Float64()
 }
 
 // redisCPU is the CPU time the Redis server has used, in seconds.
