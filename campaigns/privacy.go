@@ -119,7 +119,7 @@ func (s *Store) Erase(ctx context.Context, email string) error {
 
 // eraseScript removes an address from a campaign's records. Its counts stay right: a retry still waiting, and a
 // job still queued (or held by a worker that has not recorded it yet), count as failed.
-var eraseScript = redis.NewScript(`
+var eraseScript = redis.NewScript(lastDeliveredLua + `
 local email = ARGV[1]
 local counted = false -- as failed, once
 if redis.call('HGET', KEYS[1], email) == 'retry' then
@@ -132,21 +132,32 @@ redis.call('HDEL', KEYS[2], email)
 redis.call('HDEL', KEYS[3], email)
 redis.call('SREM', KEYS[4], email)
 redis.call('ZREM', KEYS[5], email)
--- Jobs for the address: few, and only while the campaign runs.
+-- Jobs for the address: few, and only while the campaign runs. A job a worker holds (pending) or that none has
+-- read yet (after the group's last delivered one) is not recorded: count it. A worker holding it finds it
+-- acknowledged and does not count it again. The others are recorded, kept until trimmed: only deleted.
+local last = lastDelivered(KEYS[7], ARGV[2])
+local function unread(id)
+  if not last then return true end
+  local a1, a2 = string.match(id, '(%d+)-(%d+)')
+  local b1, b2 = string.match(last, '(%d+)-(%d+)')
+  a1, a2, b1, b2 = tonumber(a1), tonumber(a2), tonumber(b1), tonumber(b2)
+  return a1 > b1 or (a1 == b1 and a2 > b2)
+end
 local start = '-'
 while true do
   local page = redis.call('XRANGE', KEYS[7], start, '+', 'COUNT', 1000)
   for _, m in ipairs(page) do
     local f = m[2]
     if f[1] == 'e' and f[2] == email then
-      -- Recorded jobs are deleted with their record, so one still here was not recorded: count it. A worker
-      -- holding it finds it acknowledged and does not count it again.
-      redis.call('XACK', KEYS[7], ARGV[2], m[1])
-      redis.call('XDEL', KEYS[7], m[1])
-      if not counted then
-        redis.call('HINCRBY', KEYS[6], 'failed', 1)
-        counted = true
+      local held = last and #redis.call('XPENDING', KEYS[7], ARGV[2], m[1], m[1], 1) > 0
+      if held or unread(m[1]) then
+        if held then redis.call('XACK', KEYS[7], ARGV[2], m[1]) end
+        if not counted then
+          redis.call('HINCRBY', KEYS[6], 'failed', 1)
+          counted = true
+        end
       end
+      redis.call('XDEL', KEYS[7], m[1])
     end
   end
   if #page < 1000 then break end

@@ -216,6 +216,9 @@ func (w *Worker) work(ctx context.Context, c *Campaign, jobs chan<- job) (int, e
 	if err := moveDueScript.Run(ctx, w.rdb, []string{k.retry, k.jobs}, time.Now().UnixMilli()).Err(); err != nil {
 		return 0, err
 	}
+	if err := trimScript.Run(ctx, w.rdb, []string{k.jobs}, workerGroup).Err(); err != nil {
+		return 0, err
+	}
 	var msgs []redis.XMessage
 	if w.claimDue(c.ID) {
 		var err error
@@ -259,7 +262,7 @@ func (w *Worker) work(ctx context.Context, c *Campaign, jobs chan<- job) (int, e
 		return len(msgs), nil
 	}
 	if len(msgs) == 0 {
-		done, err := finishScript.Run(ctx, w.rdb, []string{k.meta, k.cursor, k.jobs, k.retry}, time.Now().UTC().Format(time.RFC3339Nano)).Int()
+		done, err := finishScript.Run(ctx, w.rdb, []string{k.meta, k.cursor, k.jobs, k.retry}, time.Now().UTC().Format(time.RFC3339Nano), workerGroup).Int()
 		if err != nil {
 			return 0, err
 		}
@@ -372,11 +375,41 @@ for _, e in ipairs(due) do
 end
 return #due`)
 
-// finishScript marks a running campaign finished when every recipient is queued and none is waiting.
-var finishScript = redis.NewScript(`
+// lastDeliveredLua defines lastDelivered(stream, group): the id of the last entry the group has handed out, or nil
+// when the stream or the group does not exist. Entries up to it are either pending or acknowledged (recorded);
+// entries after it wait to be read.
+const lastDeliveredLua = `
+local function lastDelivered(stream, group)
+  if redis.call('EXISTS', stream) == 0 then return nil end
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', stream)) do
+    local name, last
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then name = g[i+1] elseif g[i] == 'last-delivered-id' then last = g[i+1] end
+    end
+    if name == group then return last end
+  end
+  return nil
+end
+`
+
+// trimScript deletes the jobs before the oldest one not yet acknowledged, node by node: all of them are recorded.
+var trimScript = redis.NewScript(lastDeliveredLua + `
+local oldest = redis.call('XPENDING', KEYS[1], ARGV[1])[2] or lastDelivered(KEYS[1], ARGV[1])
+if oldest then redis.call('XTRIM', KEYS[1], 'MINID', '~', oldest) end
+return 0`)
+
+// finishScript marks a running campaign finished when every recipient is queued and none is waiting: no retry
+// due, no job pending with a worker, none left to read. The jobs, all recorded, are deleted.
+var finishScript = redis.NewScript(lastDeliveredLua + `
 if redis.call('HGET', KEYS[1], 'state') ~= 'running' then return 0 end
 if redis.call('HGET', KEYS[2], '.done') ~= '1' then return 0 end
-if redis.call('XLEN', KEYS[3]) > 0 or redis.call('ZCARD', KEYS[4]) > 0 then return 0 end
+if redis.call('ZCARD', KEYS[4]) > 0 then return 0 end
+if redis.call('EXISTS', KEYS[3]) == 1 then
+  if redis.call('XPENDING', KEYS[3], ARGV[2])[1] > 0 then return 0 end
+  local last = lastDelivered(KEYS[3], ARGV[2]) or '0-0'
+  if #redis.call('XRANGE', KEYS[3], '(' .. last, '+', 'COUNT', 1) > 0 then return 0 end
+  redis.call('XTRIM', KEYS[3], 'MAXLEN', 0)
+end
 redis.call('HSET', KEYS[1], 'state', 'finished', 'finished', ARGV[1])
 return 1`)
 
@@ -419,9 +452,14 @@ func (w *Worker) schedule(ctx context.Context, c *Campaign) error {
 	}
 	defer w.rdb.Del(context.WithoutCancel(ctx), lock)
 	for added := 0; added < readBatch; {
-		n, err := w.rdb.XLen(ctx, k.jobs).Result()
-		if err != nil || n >= int64(w.cfg.Ahead) {
+		// Queued and not yet sent or failed (the stream also holds recorded jobs until trimScript's next pass).
+		counts, err := w.rdb.HMGet(ctx, k.counts, "total", "sent", "failed", "retrying").Result()
+		if err != nil {
 			return err
+		}
+		n := func(v any) int { s, _ := v.(string); i, _ := strconv.Atoi(s); return i }
+		if n(counts[0])-n(counts[1])-n(counts[2])-n(counts[3]) >= w.cfg.Ahead {
+			return nil
 		}
 		cursor, err := w.rdb.HGetAll(ctx, k.cursor).Result()
 		if err != nil {
@@ -519,7 +557,9 @@ func (w *Worker) recipients(ctx context.Context, c *Campaign, emails []string) (
 	return out, nil
 }
 
-// recordScript records a group of outcomes of one campaign and acknowledges their jobs, atomically. ARGV:
+// recordScript records a group of outcomes of one campaign and acknowledges their jobs, atomically; trimScript
+// deletes them later, in bulk (XDEL looks each one up in its stream node, which costs Redis more than recording
+// them did). ARGV:
 // the group, the most attempts, now and the first retry's wait (ms), then per outcome: address, kind (sent, fail,
 // temp, requeue or drop), stream entry, failure JSON. An outcome for a recipient that already has a final one (a
 // duplicate job) is only acknowledged; a temp outcome below the most attempts goes to the retry set with a
@@ -583,7 +623,6 @@ if sentCount > 0 then
 end
 if retryDone > 0 then redis.call('HINCRBY', KEYS[2], 'retrying', -retryDone) end
 redis.call('XACK', KEYS[3], ARGV[1], unpack(ids))
-redis.call('XDEL', KEYS[3], unpack(ids))
 return #ids`)
 
 // result is what a connection reports about one job, for the recorder.

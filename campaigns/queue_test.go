@@ -498,3 +498,33 @@ func TestLeavingTheListMidCampaignSkipsNobody(t *testing.T) {
 		}
 	}
 }
+
+// Recorded jobs are deleted in bulk rather than one by one: while a campaign runs its stream holds what waits,
+// what is being sent and a little more, and once it has finished nothing.
+func TestRecordedJobsAreTrimmed(t *testing.T) {
+	ctx := context.Background()
+	sk := smtptest.New(t)
+	s, c := campaignFixture(t, 5000)
+	s.Transition(ctx, c.ID, "start")
+	cfg := DefaultWorkerConfig()
+	cfg.Ahead = 200
+	run(t, testWorker(t, s, sk.Addr, cfg))
+	k := campaignKeys(c.ID)
+	longest := int64(0)
+	for st, _ := s.CampaignStatus(ctx, c.ID); st.State != Finished; st, _ = s.CampaignStatus(ctx, c.ID) {
+		longest = max(longest, s.rdb.XLen(ctx, k.jobs).Val())
+		time.Sleep(2 * time.Millisecond)
+	}
+	// At most: a page of the list queued on top of Ahead, a read batch with the worker, a read batch and a stream
+	// node recorded but not trimmed yet.
+	if bound := int64(cfg.Ahead + schedulePage + 2*readBatch + 100); longest > bound {
+		t.Errorf("the stream held up to %d jobs, more than %d: recorded jobs are not deleted", longest, bound)
+	}
+	if n := s.rdb.XLen(ctx, k.jobs).Val(); n != 0 {
+		t.Errorf("%d jobs left in the stream of a finished campaign", n)
+	}
+	recipients, messages, dups := sk.Counts()
+	if recipients != 5000 || messages != 5000 || len(dups) != 0 {
+		t.Errorf("the sink got %d messages for %d recipients; duplicates: %v", messages, recipients, dups)
+	}
+}
