@@ -335,7 +335,7 @@ func (s *Store) Preview(ctx context.Context, id int64, email string, layout *tem
 	if err != nil {
 		return Rendered{}, err
 	}
-	return m.Render(sub, strings.TrimRight(cfg.PublicURL, "/")+"/unsubscribe/"+UnsubscribeToken(cfg.Secret, sub.Email))
+	return m.Render(sub, strings.TrimRight(cfg.PublicURL, "/")+"/unsubscribe/"+UnsubscribeToken(cfg.Secret, sub))
 }
 
 // mailing compiles a campaign's content, with its event if it has one.

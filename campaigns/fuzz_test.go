@@ -187,7 +187,7 @@ func FuzzAPI(f *testing.F) {
 	}{
 		{0, "", `{"name":"events","title":"Events","public":true}`},
 		{1, "", `{"email":"jo@example.de","language":"de","source":"fair app","lists":["news"]}`},
-		{2, "", "From: a@example.com\r\nSubject: unsubscribe " + UnsubscribeToken(testSecret, "anna@example.it") + "\r\n\r\n"},
+		{2, "", "From: a@example.com\r\nSubject: unsubscribe " + UnsubscribeToken(testSecret, &Subscriber{ID: "anna234567", Email: "anna@example.it"}) + "\r\n\r\n"},
 		{2, "", dsnMessage(failedStatus, ourHeaders)},
 		{3, "news", "email,name,language\nana@example.es,Ana,es\nbad,,\n"},
 		{4, "news", ""},
@@ -259,7 +259,7 @@ func FuzzPages(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	unsubscribe := UnsubscribeToken(testSecret, "anna@example.it")
+	unsubscribe := UnsubscribeToken(testSecret, &Subscriber{ID: "anna234567", Email: "anna@example.it"})
 	routes := []string{"/subscribe", "/confirm/" + subs.confirmToken("anna@example.it", []string{"news"}), "/unsubscribe/" + unsubscribe,
 		"/preferences/" + unsubscribe, "/export/" + unsubscribe}
 	handler := subs.Handler()

@@ -58,9 +58,15 @@ func (in *Inbound) unsubscribeMail(ctx context.Context, data []byte) (string, bo
 	if len(subject) != 2 || !strings.EqualFold(subject[0], "unsubscribe") {
 		return "", false, nil
 	}
-	email, ok := ParseUnsubscribeToken(in.Secret, subject[1])
-	if !ok {
+	email, err := in.Store.TokenAddress(ctx, in.Secret, subject[1])
+	if errors.Is(err, ErrInvalid) {
 		return "unsubscribe mail with a forged or damaged token: ignored", true, nil
+	}
+	if errors.Is(err, ErrNotFound) {
+		return "unsubscribe mail for no such subscriber (erased?): ignored", true, nil
+	}
+	if err != nil {
+		return "", true, err
 	}
 	if _, err := in.Store.Unsubscribe(ctx, email, "mail", ""); err != nil && !errors.Is(err, ErrNotFound) {
 		return "", true, err

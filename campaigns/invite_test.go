@@ -47,7 +47,7 @@ func TestCampaignMailWithEvent(t *testing.T) {
 	c := sendCampaign(t, s, sink, ev.ID)
 	m := mustParseMail(t, sink.Message("anna@example.it"))
 	sub, _ := s.Subscriber(ctx, "anna@example.it")
-	token := UnsubscribeToken(testSecret, "anna@example.it")
+	token := UnsubscribeToken(testSecret, sub)
 	h := m.header
 	for name, want := range map[string]string{
 		"List-Unsubscribe":      "<https://platform.example/unsubscribe/" + token + ">, <mailto:unsubscribe@platform.example?subject=unsubscribe%20" + token + ">",
@@ -238,8 +238,8 @@ X-Csrdesk-Campaign: `+fmt.Sprint(c.ID)+`
 	}
 
 	// Lea uses the List-Unsubscribe mailto link; Ole's address is in a forged one.
-	mailto := "From: lea@example.fr\r\nTo: unsubscribe@platform.example\r\nSubject: unsubscribe " + UnsubscribeToken(testSecret, "lea@example.fr") + "\r\n\r\n"
-	forged := "From: x@example.com\r\nTo: unsubscribe@platform.example\r\nSubject: unsubscribe " + UnsubscribeToken([]byte("guess"), "ole@example.dk") + "\r\n\r\n"
+	mailto := "From: lea@example.fr\r\nTo: unsubscribe@platform.example\r\nSubject: unsubscribe " + tokenOf(t, s, testSecret, "lea@example.fr") + "\r\n\r\n"
+	forged := "From: x@example.com\r\nTo: unsubscribe@platform.example\r\nSubject: unsubscribe " + tokenOf(t, s, []byte("guess"), "ole@example.dk") + "\r\n\r\n"
 	in.Apply(ctx, strings.NewReader(mailto))
 	in.Apply(ctx, strings.NewReader(forged))
 	if lea, ole := status(t, s, "lea@example.fr"), status(t, s, "ole@example.dk"); lea != Unsubscribed || ole != Active {

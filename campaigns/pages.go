@@ -221,7 +221,7 @@ func (s *Subscriptions) send(ctx context.Context, conn Conn, to, lang, key strin
 	return conn.Send(ctx, m)
 }
 
-// Tokens of the links in the mails. An unsubscribe token (UnsubscribeToken) names an address and never expires,
+// Tokens of the links in the mails. An unsubscribe token (UnsubscribeToken) names a subscriber and never expires,
 // so that old mails keep working; it opens that address's preferences too. A confirmation token names the address
 // and the lists asked for, and expires after confirmWithin.
 const confirmWithin = 7 * 24 * time.Hour
@@ -498,12 +498,15 @@ func (s *Subscriptions) subscriberLang(r *http.Request, email string) string {
 
 // manage is the page behind every mail's unsubscribe link: unsubscribe, preferences and data.
 func (s *Subscriptions) manage(w http.ResponseWriter, r *http.Request, p *pageData) {
-	email, ok := ParseUnsubscribeToken(s.cfg.Secret, r.PathValue("token"))
-	if !ok {
+	email, err := s.store.TokenAddress(r.Context(), s.cfg.Secret, r.PathValue("token"))
+	if errors.Is(err, ErrInvalid) {
 		s.invalid(w, r)
 		return
 	}
-	sub, err := s.store.Subscriber(r.Context(), email)
+	var sub *Subscriber
+	if err == nil {
+		sub, err = s.store.Subscriber(r.Context(), email)
+	}
 	if errors.Is(err, ErrNotFound) {
 		s.render(w, r, &pageData{Page: "unknown", Lang: pageLang(r, ""), status: http.StatusNotFound})
 		return
@@ -566,9 +569,13 @@ func (s *Subscriptions) unsubscribePost(w http.ResponseWriter, r *http.Request) 
 func (s *Subscriptions) tokenPost(w http.ResponseWriter, r *http.Request, needCSRF bool) (string, bool) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	r.ParseForm()
-	email, ok := ParseUnsubscribeToken(s.cfg.Secret, r.PathValue("token"))
-	if !ok {
+	email, err := s.store.TokenAddress(r.Context(), s.cfg.Secret, r.PathValue("token"))
+	if errors.Is(err, ErrInvalid) {
 		s.invalid(w, r)
+		return "", false
+	}
+	if err != nil {
+		s.manage(w, r, &pageData{}) // says the subscriber is unknown, or answers the error
 		return "", false
 	}
 	if needCSRF && !csrfOK(r) {

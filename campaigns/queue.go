@@ -835,7 +835,7 @@ func (w *Worker) message(ctx context.Context, c *Campaign, sub *Subscriber) (*ma
 	if err != nil {
 		return nil, err
 	}
-	token := UnsubscribeToken(w.cfg.Secret, sub.Email)
+	token := UnsubscribeToken(w.cfg.Secret, sub)
 	unsubURL := strings.TrimRight(w.cfg.PublicURL, "/") + "/unsubscribe/" + token
 	r, err := mailing.Render(sub, unsubURL)
 	if err != nil {

@@ -295,19 +295,50 @@ func TestFolderTransport(t *testing.T) {
 	}
 }
 
+// An unsubscribe token names the subscriber by id, not by address, and cannot be forged; the older tokens that
+// carry the address, in mails sent before, still work.
 func TestUnsubscribeToken(t *testing.T) {
-	tok := UnsubscribeToken([]byte("k1"), "anna@example.it")
-	if email, ok := ParseUnsubscribeToken([]byte("k1"), tok); !ok || email != "anna@example.it" {
-		t.Errorf("round trip: %q %v", email, ok)
+	ctx := context.Background()
+	s := mustStore(t, "news")
+	mustActive(t, s, "anna@example.it")
+	tok := tokenOf(t, s, []byte("k1"), "anna@example.it")
+	if strings.Contains(tok, "anna") || strings.Contains(tok, base64.RawURLEncoding.EncodeToString([]byte("anna@example.it"))[:8]) {
+		t.Errorf("the token %q shows the address", tok)
 	}
-	for _, bad := range []string{tok[:len(tok)-1] + "0", "YmVh." + tok[strings.Index(tok, ".")+1:], "nodot", ""} {
-		if _, ok := ParseUnsubscribeToken([]byte("k1"), bad); ok {
-			t.Errorf("forged token %q accepted", bad)
+	if email, err := s.TokenAddress(ctx, []byte("k1"), tok); err != nil || email != "anna@example.it" {
+		t.Errorf("round trip: %q %v", email, err)
+	}
+	old := addressToken([]byte("k1"), "anna@example.it")
+	if email, err := s.TokenAddress(ctx, []byte("k1"), old); err != nil || email != "anna@example.it" {
+		t.Errorf("an old mail's token: %q %v", email, err)
+	}
+	for _, bad := range []string{tok[:len(tok)-1] + "0", "aaaaaaaaaa" + tok[strings.Index(tok, "~"):], old[:len(old)-1] + "0",
+		"YmVh." + old[strings.Index(old, ".")+1:], "nodot", "", "~"} {
+		if _, err := s.TokenAddress(ctx, []byte("k1"), bad); !errors.Is(err, ErrInvalid) {
+			t.Errorf("forged token %q: %v", bad, err)
 		}
 	}
-	if _, ok := ParseUnsubscribeToken([]byte("k2"), tok); ok {
-		t.Error("a token accepted under another secret")
+	for _, other := range []string{tok, old} {
+		if _, err := s.TokenAddress(ctx, []byte("k2"), other); !errors.Is(err, ErrInvalid) {
+			t.Errorf("%q accepted under another secret: %v", other, err)
+		}
 	}
+	if err := s.Erase(ctx, "anna@example.it"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.TokenAddress(ctx, []byte("k1"), tok); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the token of an erased subscriber: %v", err)
+	}
+}
+
+// tokenOf is the unsubscribe token of a stored subscriber.
+func tokenOf(t testing.TB, s *Store, secret []byte, email string) string {
+	t.Helper()
+	sub, err := s.Subscriber(context.Background(), email)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return UnsubscribeToken(secret, sub)
 }
 
 func TestRepeatedHardBouncesMarkTheSubscriber(t *testing.T) {

@@ -1,33 +1,55 @@
 package campaigns
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"strings"
+
+	"github.com/redis/go-redis/v9"
 )
 
-// UnsubscribeToken is the token of a subscriber's unsubscribe links: the address and an HMAC of it with the
-// platform's secret, so that nobody can unsubscribe someone else by guessing, and old mails' links keep working.
-func UnsubscribeToken(secret []byte, email string) string {
+// UnsubscribeToken is the token of a subscriber's unsubscribe links: their id and an HMAC of it with the
+// platform's secret, so that nobody can unsubscribe someone else by guessing, and so that no link, web server log
+// or mailto subject shows the address. A subscriber stored before subscribers had ids gets the older kind of
+// token, the address in base64 and its HMAC; TokenAddress still takes it, so that old mails' links keep working.
+func UnsubscribeToken(secret []byte, sub *Subscriber) string {
+	if sub.ID == "" {
+		return addressToken(secret, sub.Email)
+	}
+	return sub.ID + "~" + sign(secret, "unsubscribe-id|"+sub.ID)
+}
+
+func addressToken(secret []byte, email string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(email)) + "." + sign(secret, "unsubscribe|"+email)
 }
 
-// ParseUnsubscribeToken returns the address a token was made for, and false for a forged or damaged token.
-func ParseUnsubscribeToken(secret []byte, token string) (string, bool) {
+// TokenAddress returns the address an unsubscribe token stands for: ErrInvalid for a forged or damaged token,
+// ErrNotFound for a subscriber erased since.
+func (s *Store) TokenAddress(ctx context.Context, secret []byte, token string) (string, error) {
+	if id, mac, ok := strings.Cut(token, "~"); ok {
+		if !hmac.Equal([]byte(mac), []byte(sign(secret, "unsubscribe-id|"+id))) {
+			return "", fmt.Errorf("unsubscribe token: %w", ErrInvalid)
+		}
+		email, err := s.rdb.HGet(ctx, idsKey, id).Result()
+		if errors.Is(err, redis.Nil) {
+			return "", fmt.Errorf("subscriber %s: %w", id, ErrNotFound)
+		}
+		return email, err
+	}
 	enc, mac, ok := strings.Cut(token, ".")
 	if !ok {
-		return "", false
+		return "", fmt.Errorf("unsubscribe token: %w", ErrInvalid)
 	}
 	email, err := base64.RawURLEncoding.DecodeString(enc)
-	if err != nil {
-		return "", false
+	if err != nil || !hmac.Equal([]byte(mac), []byte(sign(secret, "unsubscribe|"+string(email)))) {
+		return "", fmt.Errorf("unsubscribe token: %w", ErrInvalid)
 	}
-	if !hmac.Equal([]byte(mac), []byte(sign(secret, "unsubscribe|"+string(email)))) {
-		return "", false
-	}
-	return string(email), true
+	return string(email), nil
 }
 
 // sign is the MAC of the links the platform mails (unsubscribe, confirm): HMAC-SHA256 with the secret, cut to 128

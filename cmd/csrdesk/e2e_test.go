@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"mime/quotedprintable"
@@ -192,11 +193,16 @@ func TestSubscribePagesInABrowser(t *testing.T) {
 		chromedp.Navigate(string(link)),
 		chromedp.Click(chromedp.CSS(`button[type=submit]`)),
 		chromedp.WaitVisible(`//h1[contains(., "Votre abonnement est confirmé")]`))
-	if out, _, _ := runCmd(t, e, "subscribers", "export", "claire@example.fr"); !strings.Contains(out, `"status": "active"`) {
+	out, _, _ := runCmd(t, e, "subscribers", "export", "claire@example.fr")
+	if !strings.Contains(out, `"status": "active"`) {
 		t.Errorf("after confirming:\n%s", out)
 	}
+	var data struct{ Subscriber campaigns.Subscriber }
+	if err := json.Unmarshal([]byte(out), &data); err != nil || data.Subscriber.ID == "" {
+		t.Fatalf("export: %v\n%s", err, out)
+	}
 
-	token := campaigns.UnsubscribeToken([]byte(e("CSRDESK_SECRET")), "claire@example.fr")
+	token := campaigns.UnsubscribeToken([]byte(e("CSRDESK_SECRET")), &data.Subscriber)
 	step("unsubscribe",
 		chromedp.Navigate(base+"/unsubscribe/"+token),
 		chromedp.Click(chromedp.CSS(`form[action^="/unsubscribe/"] button`)),
