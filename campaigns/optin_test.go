@@ -130,6 +130,13 @@ func TestOneClickUnsubscribe(t *testing.T) {
 			t.Errorf("page lacks %s:\n%s", want, page)
 		}
 	}
+	// Once Bruno is erased, his link says so, to a one-click too.
+	if err := s.Erase(context.Background(), "bruno@example.it"); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := post(t, http.DefaultClient, srv.URL+"/unsubscribe/"+other, url.Values{"List-Unsubscribe": {"One-Click"}}); code != http.StatusNotFound || !strings.Contains(body, "holds no subscription") {
+		t.Errorf("one-click of an erased subscriber: %d\n%s", code, body)
+	}
 }
 
 func compiles(t *testing.T) func(Content) error {
