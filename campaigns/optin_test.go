@@ -22,6 +22,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"csrdesk/internal/rdb"
 	"csrdesk/internal/smtptest"
 )
 
@@ -509,5 +512,51 @@ func TestPreferencesAndExportPages(t *testing.T) {
 	var data PersonalData
 	if err := json.Unmarshal([]byte(m.parts["csr-platform-data.json"]), &data); err != nil || data.Email != "anna@example.it" || data.Subscriber == nil || len(data.Consent) < 2 {
 		t.Errorf("data mail: %v %+v", err, data)
+	}
+}
+
+// Erasing a recipient whose job a worker holds, unsent (it died, say), counts it as failed once and takes the job
+// back; one whose job is recorded and waits to be trimmed is only deleted; one never read is counted and deleted.
+func TestEraseCountsOnlyUnrecordedJobs(t *testing.T) {
+	ctx := context.Background()
+	s, c := campaignFixture(t, 3)
+	s.Transition(ctx, c.ID, "start")
+	w := testWorker(t, s, smtptest.New(t).Addr, DefaultWorkerConfig())
+	k := campaignKeys(c.ID)
+	if err := rdb.EnsureGroup(ctx, s.rdb, k.jobs, workerGroup, "0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.schedule(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	// A worker reads two jobs: it sends and records the first, and holds the second.
+	read, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: workerGroup, Consumer: "dead", Streams: []string{k.jobs, ">"}, Count: 2}).Result()
+	if err != nil || len(read[0].Messages) != 2 {
+		t.Fatalf("read: %v %v", read, err)
+	}
+	sent, held := read[0].Messages[0], read[0].Messages[1]
+	w.commit(ctx, []result{{j: job{c: c, id: sent.ID, email: sent.Values["e"].(string)}, kind: "sent"}})
+	for _, m := range []redis.XMessage{sent, held} {
+		if err := s.Erase(ctx, m.Values["e"].(string)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, _ := s.CampaignStatus(ctx, c.ID)
+	if st.Total != 3 || st.Sent != 1 || st.Failed != 1 {
+		t.Errorf("after erasing a sent recipient and a held one: %+v", st)
+	}
+	if p := s.rdb.XPending(ctx, k.jobs, workerGroup).Val(); p.Count != 0 {
+		t.Errorf("the held job is still pending: %+v", p)
+	}
+	if n := s.rdb.XLen(ctx, k.jobs).Val(); n != 1 {
+		t.Errorf("%d jobs in the stream, want the one never read", n)
+	}
+	// The third, never read.
+	unread := s.rdb.XRange(ctx, k.jobs, "-", "+").Val()[0].Values["e"].(string)
+	if err := s.Erase(ctx, unread); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := s.CampaignStatus(ctx, c.ID); st.Failed != 2 || s.rdb.XLen(ctx, k.jobs).Val() != 0 {
+		t.Errorf("after erasing the unread one: %+v, %d jobs", st, s.rdb.XLen(ctx, k.jobs).Val())
 	}
 }
