@@ -452,14 +452,10 @@ func (w *Worker) schedule(ctx context.Context, c *Campaign) error {
 	}
 	defer w.rdb.Del(context.WithoutCancel(ctx), lock)
 	for added := 0; added < readBatch; {
-		// Queued and not yet sent or failed (the stream also holds recorded jobs until trimScript's next pass).
-		counts, err := w.rdb.HMGet(ctx, k.counts, "total", "sent", "failed", "retrying").Result()
-		if err != nil {
+		// The recipients queued and not yet done: the stream also holds recorded jobs until trimScript's next pass.
+		st, err := w.store.CampaignStatus(ctx, c.ID)
+		if err != nil || st.Pending >= int64(w.cfg.Ahead) {
 			return err
-		}
-		n := func(v any) int { s, _ := v.(string); i, _ := strconv.Atoi(s); return i }
-		if n(counts[0])-n(counts[1])-n(counts[2])-n(counts[3]) >= w.cfg.Ahead {
-			return nil
 		}
 		cursor, err := w.rdb.HGetAll(ctx, k.cursor).Result()
 		if err != nil {
