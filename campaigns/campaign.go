@@ -370,11 +370,10 @@ func (s *Store) SendTest(ctx context.Context, id int64, to string, layout *templ
 		return err
 	}
 	w := NewWorker(s, t, layout, cfg, slog.New(slog.DiscardHandler))
-	m, err := w.message(ctx, c, sub)
+	m, err := w.message(ctx, c, sub, "[TEST] ")
 	if err != nil {
 		return fmt.Errorf("campaign test: %w", err)
 	}
-	m.Subject("[TEST] " + strings.Join(m.GetGenHeader("Subject"), ""))
 	conn, err := t.Open()
 	if err != nil {
 		return err

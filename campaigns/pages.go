@@ -13,6 +13,7 @@ import (
 	htmltemplate "html/template"
 	"log/slog"
 	"net/http"
+	netmail "net/mail"
 	"slices"
 	"strings"
 	"time"
@@ -200,10 +201,12 @@ func (s *Subscriptions) send(ctx context.Context, conn Conn, to, lang, key strin
 	if err := s.md.Convert([]byte(body), &html); err != nil {
 		return err
 	}
-	m := mail.NewMsg()
-	if err := m.From(s.cfg.From); err != nil {
+	from, err := netmail.ParseAddress(s.cfg.From)
+	if err != nil {
 		return fmt.Errorf("from %q: %w", s.cfg.From, err)
 	}
+	m := mail.NewMsg()
+	m.FromMailAddress(from)
 	if err := m.To(to); err != nil {
 		return err
 	}
@@ -218,7 +221,11 @@ func (s *Subscriptions) send(ctx context.Context, conn Conn, to, lang, key strin
 			return err
 		}
 	}
-	return conn.Send(ctx, m)
+	var raw bytes.Buffer
+	if _, err := m.WriteTo(&raw); err != nil {
+		return err
+	}
+	return conn.Send(ctx, &Message{From: from.Address, To: to, Data: raw.Bytes()})
 }
 
 // Tokens of the links in the mails. An unsubscribe token (UnsubscribeToken) names a subscriber and never expires,

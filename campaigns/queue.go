@@ -1,21 +1,15 @@
 package campaigns
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	netmail "net/mail"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
-	"unsafe"
 
 	"github.com/expr-lang/expr/vm"
 	"github.com/go-redis/redis_rate/v10"
@@ -645,7 +639,7 @@ func (w *Worker) process(ctx context.Context, conn Conn, j job) result {
 	if sub.Status != Active {
 		return result{j: j, kind: "fail", o: outcome{reason: "the subscriber is " + sub.Status}}
 	}
-	m, err := w.message(ctx, j.c, sub)
+	m, err := w.message(ctx, j.c, sub, "")
 	if err != nil {
 		return result{j: j, kind: "fail", o: outcome{reason: "cannot render: " + oneLine(err.Error())}}
 	}
@@ -825,8 +819,8 @@ func (w *Worker) followEvent(ctx context.Context, c *Campaign) {
 	}
 }
 
-// message builds a recipient's mail.
-func (w *Worker) message(ctx context.Context, c *Campaign, sub *Subscriber) (*mail.Msg, error) {
+// message builds a recipient's mail; prefix goes in front of its subject ("[TEST] " for a test mail).
+func (w *Worker) message(ctx context.Context, c *Campaign, sub *Subscriber, prefix string) (*Message, error) {
 	mailing, err := w.mailing(ctx, c)
 	if err != nil {
 		return nil, err
@@ -837,17 +831,12 @@ func (w *Worker) message(ctx context.Context, c *Campaign, sub *Subscriber) (*ma
 	if err != nil {
 		return nil, err
 	}
-	m, err := buildMessage(c, sub, r, unsubURL, token)
-	if err != nil {
-		return nil, err
-	}
+	r.Subject = prefix + r.Subject
+	returnPath := c.From
 	if sub.ID != "" {
-		m.EnvelopeFromMailAddress(&netmail.Address{Address: VERP(w.cfg.Bounces, c, sub)})
+		returnPath = VERP(w.cfg.Bounces, c, sub)
 	}
-	if w.cfg.DKIM != nil {
-		m.SetDKIM(w.cfg.DKIM)
-	}
-	return m, nil
+	return writeMessage(c, sub, r, unsubURL, token, returnPath, &mailing.lines, w.cfg.DKIM)
 }
 
 // VERP is the return path of a campaign's mail to one subscriber, base+<campaign>-<subscriber id>@domain, so
@@ -858,38 +847,4 @@ func VERP(base string, c *Campaign, sub *Subscriber) string {
 	}
 	at := strings.LastIndexByte(base, '@')
 	return fmt.Sprintf("%s+%d-%s%s", base[:at], c.ID, sub.ID, base[at:])
-}
-
-// writeString gives go-mail a rendered part without the copy SetBodyString makes of it. The part's encoder only
-// reads the bytes (the io.Writer contract), so they can be the string's own.
-func writeString(s string) func(io.Writer) (int64, error) {
-	return func(w io.Writer) (int64, error) {
-		n, err := w.Write(unsafe.Slice(unsafe.StringData(s), len(s)))
-		return int64(n), err
-	}
-}
-
-func buildMessage(c *Campaign, sub *Subscriber, r Rendered, unsubURL, token string) (*mail.Msg, error) {
-	// The addresses were checked when stored (NormalizeEmail): no need to parse them again for every message.
-	m := mail.NewMsg()
-	m.FromMailAddress(&netmail.Address{Address: c.From})
-	m.ToMailAddress(&netmail.Address{Address: sub.Email})
-	m.Subject(r.Subject)
-	m.SetBodyWriter(mail.TypeTextPlain, writeString(r.Text))
-	m.AddAlternativeWriter(mail.TypeTextHTML, writeString(r.HTML))
-	domain := c.From[strings.LastIndexByte(c.From, '@')+1:]
-	sum := sha256.Sum256([]byte(sub.Email))
-	m.SetMessageIDWithValue(fmt.Sprintf("c%d.%s.%d@%s", c.ID, hex.EncodeToString(sum[:8]), time.Now().UnixNano(), domain))
-	m.SetGenHeader(mail.HeaderListUnsubscribe, "<"+unsubURL+">", "<mailto:unsubscribe@"+domain+"?subject=unsubscribe%20"+token+">")
-	m.SetGenHeader(mail.HeaderListUnsubscribePost, "List-Unsubscribe=One-Click")
-	m.SetGenHeader("X-Csrdesk-Campaign", strconv.FormatInt(c.ID, 10))
-	m.SetBulk()
-	m.SetDate()
-	if r.ICS != nil {
-		err := m.AttachReader("invitation.ics", bytes.NewReader(r.ICS), mail.WithFileContentType(mail.ContentType("text/calendar; charset=utf-8; method=PUBLISH")))
-		if err != nil {
-			return nil, err
-		}
-	}
-	return m, nil
 }

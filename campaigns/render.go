@@ -75,6 +75,7 @@ type Mailing struct {
 	eventHTML, eventText map[string]string
 	ics                  []byte
 	eventSeq             int // the event's sequence number when the mailing was compiled
+	lines                qpCache
 }
 
 // layoutFrame is a layout rendered with placeholders, cut where the subject, the body and the unsubscribe link go.

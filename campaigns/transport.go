@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/textproto"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/wneessen/go-mail"
+	"github.com/wneessen/go-mail/smtp"
 )
 
 // Transport hands messages to a mail system. Each worker goroutine opens its own Conn and sends through it in
@@ -24,7 +26,7 @@ type Transport interface {
 
 // Conn sends messages one after the other.
 type Conn interface {
-	Send(ctx context.Context, m *mail.Msg) error
+	Send(ctx context.Context, m *Message) error
 	Close() error
 }
 
@@ -60,7 +62,7 @@ func ParseSMTP(raw string) (*SMTP, error) {
 			return nil, fmt.Errorf("SMTP URL: port %q", p)
 		}
 	}
-	s.opts = append(s.opts, mail.WithPort(port), mail.WithTimeout(30*time.Second), mail.WithoutNoop(), mail.WithoutRset())
+	s.opts = append(s.opts, mail.WithPort(port), mail.WithTimeout(sendTimeout))
 	if u.User != nil {
 		pass, _ := u.User.Password()
 		auth := mail.SMTPAuthPlain
@@ -72,7 +74,8 @@ func ParseSMTP(raw string) (*SMTP, error) {
 	return s, nil
 }
 
-// Open returns a connection that dials on its first message and again after a failure.
+// Open returns a connection that dials on its first message and again after a failure. go-mail dials (TLS,
+// authentication) and speaks SMTP; the message goes as it is written (see writeMessage).
 func (s *SMTP) Open() (Conn, error) {
 	c, err := mail.NewClient(s.host, s.opts...)
 	if err != nil {
@@ -82,34 +85,71 @@ func (s *SMTP) Open() (Conn, error) {
 }
 
 type smtpConn struct {
-	c      *mail.Client
-	dialed bool
+	c  *mail.Client
+	sc *smtp.Client // nil until dialed
 }
 
-func (s *smtpConn) Send(ctx context.Context, m *mail.Msg) error {
-	if !s.dialed {
-		if err := s.c.DialWithContext(ctx); err != nil {
-			return err
+// sendTimeout is how long one message may take, and dialing.
+const sendTimeout = 30 * time.Second
+
+func (s *smtpConn) Send(ctx context.Context, m *Message) error {
+	if s.sc == nil {
+		sc, err := s.c.DialToSMTPClientWithContext(ctx)
+		if err != nil {
+			return connError{err}
 		}
-		s.dialed = true
+		s.sc = sc
 	}
-	err := s.c.Send(m)
-	var se *mail.SendError
-	if err != nil && (!errors.As(err, &se) || se.ErrorCode() == 0) {
+	err := s.send(m)
+	var reply *textproto.Error
+	if err != nil && errors.As(err, &reply) && s.sc.Reset() == nil {
+		return err // the server refused this message; the connection goes on
+	}
+	if err != nil {
 		// The connection broke: dial afresh for the next message.
-		s.c.Close()
-		s.dialed = false
+		s.c.CloseWithSMTPClient(s.sc)
+		s.sc = nil
 	}
 	return err
 }
 
+func (s *smtpConn) send(m *Message) error {
+	if err := s.sc.UpdateDeadline(sendTimeout); err != nil {
+		return connError{err}
+	}
+	if err := s.sc.Mail("<" + m.From + ">"); err != nil {
+		return fmt.Errorf("MAIL FROM: %w", err)
+	}
+	if err := s.sc.Rcpt("<" + m.To + ">"); err != nil {
+		return fmt.Errorf("RCPT TO: %w", err)
+	}
+	w, err := s.sc.Data()
+	if err != nil {
+		return fmt.Errorf("DATA: %w", err)
+	}
+	if _, err := w.Write(m.Data); err != nil {
+		return connError{err}
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("end of DATA: %w", err)
+	}
+	return nil
+}
+
 func (s *smtpConn) Close() error {
-	if !s.dialed {
+	if s.sc == nil {
 		return nil
 	}
-	s.dialed = false
-	return s.c.Close()
+	err := s.c.CloseWithSMTPClient(s.sc)
+	s.sc = nil
+	return err
 }
+
+// connError is an error of the connection to the mail server, not a reply to a message.
+type connError struct{ err error }
+
+func (e connError) Error() string { return "mail server: " + e.err.Error() }
+func (e connError) Unwrap() error { return e.err }
 
 // Folder writes each message as an .eml file, one folder per campaign: the embedded default when no mail
 // server is configured, to see what would be sent.
@@ -121,14 +161,17 @@ type Folder struct {
 func (f *Folder) Open() (Conn, error) { return f, nil }
 func (f *Folder) Close() error        { return nil }
 
-func (f *Folder) Send(_ context.Context, m *mail.Msg) error {
-	dir := filepath.Join(f.Dir, strings.Join(m.GetGenHeader("X-Csrdesk-Campaign"), ""))
+func (f *Folder) Send(_ context.Context, m *Message) error {
+	dir := f.Dir
+	if m.Campaign != 0 {
+		dir = filepath.Join(dir, strconv.FormatInt(m.Campaign, 10))
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	to := strings.NewReplacer("/", "_", "\\", "_", "..", "_", "<", "", ">", "", " ", "").Replace(strings.Join(m.GetToString(), ","))
+	to := strings.NewReplacer("/", "_", "\\", "_", "..", "_", " ", "").Replace(m.To)
 	name := fmt.Sprintf("%s-%d-%s.eml", time.Now().UTC().Format("20060102T150405"), f.seq.Add(1), to)
-	return m.WriteToFile(filepath.Join(dir, name))
+	return os.WriteFile(filepath.Join(dir, name), m.Data, 0o644)
 }
 
 // outcome is what happened to one message.
@@ -140,14 +183,12 @@ type outcome struct {
 }
 
 // classify reads a send error. A reply code says what the server thinks of the recipient; an error without one
-// is the connection's, except the few go-mail raises about the message itself before talking to the server.
+// is the connection's.
 func classify(err error) outcome {
-	var se *mail.SendError
-	if errors.As(err, &se) && se.ErrorCode() != 0 {
-		return outcome{temp: se.IsTemp(), code: se.ErrorCode(), reason: oneLine(se.Error())}
-	}
-	if se != nil && (se.Reason == mail.ErrGetSender || se.Reason == mail.ErrGetRcpts || se.Reason == mail.ErrNoUnencoded) {
-		return outcome{reason: oneLine(se.Error())}
+	var reply *textproto.Error
+	var conn connError
+	if errors.As(err, &reply) && !errors.As(err, &conn) {
+		return outcome{temp: reply.Code/100 == 4, code: reply.Code, reason: oneLine(err.Error())}
 	}
 	return outcome{down: true, reason: oneLine(err.Error())}
 }

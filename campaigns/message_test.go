@@ -1,0 +1,123 @@
+package campaigns
+
+import (
+	"bytes"
+	"mime"
+	"mime/quotedprintable"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// stdQP is mime/quotedprintable's encoding of s: what go-mail writes for a part.
+func stdQP(s string) string {
+	var b bytes.Buffer
+	w := quotedprintable.NewWriter(&b)
+	w.Write([]byte(s))
+	w.Close()
+	return b.String()
+}
+
+// checkMessage writes a campaign mail of r and checks it: every line ends in CRLF, it parses, the subject and
+// the parts decode to what was rendered, the parts are encoded as go-mail encodes them, and the invitation, if
+// any, is attached as it is.
+func checkMessage(t *testing.T, lines *qpCache, r Rendered) {
+	t.Helper()
+	c := &Campaign{ID: 7, From: "news@platform.example"}
+	sub := &Subscriber{Email: "anna@example.it", ID: "abc"}
+	m, err := writeMessage(c, sub, r, "https://platform.example/unsubscribe/tok", "tok", "bounces@platform.example", lines, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.From != "bounces@platform.example" || m.To != "anna@example.it" || m.Campaign != 7 {
+		t.Errorf("envelope %q -> %q, campaign %d", m.From, m.To, m.Campaign)
+	}
+	data := string(m.Data)
+	if strings.Count(data, "\n") != strings.Count(data, "\r\n") || strings.Count(data, "\r") != strings.Count(data, "\r\n") {
+		t.Fatalf("a line break that is not CRLF:\n%q", data)
+	}
+	head := data[:strings.Index(data, "\r\n\r\n")]
+	for _, line := range strings.Split(head, "\r\n") {
+		// Only a word too long to fold may pass 78 characters: a URL, a long encoded word.
+		if len(line) > 78 && strings.Contains(strings.TrimSpace(line[strings.Index(line, ":")+1:]), " ") {
+			t.Errorf("header line of %d characters left unfolded: %q", len(line), line)
+		}
+	}
+	p := mustParseMail(t, data)
+	subject, err := new(mime.WordDecoder).DecodeHeader(p.header.Get("Subject"))
+	if err != nil || subject != r.Subject {
+		t.Errorf("subject %q (%v), want %q", subject, err, r.Subject)
+	}
+	// Quoted-printable text carries line breaks as CRLF, whichever they were.
+	crlf := strings.NewReplacer("\r\n", "\r\n", "\r", "\r\n", "\n", "\r\n")
+	if p.parts["text/plain"] != crlf.Replace(r.Text) || p.parts["text/html"] != crlf.Replace(r.HTML) {
+		t.Errorf("parts decode to\n%q\n%q\nwant\n%q\n%q", p.parts["text/plain"], p.parts["text/html"], r.Text, r.HTML)
+	}
+	for _, part := range []string{r.Text, r.HTML} {
+		part = toLF.Replace(part)
+		if !strings.Contains(data, "\r\n\r\n"+stdQP(part)+"\r\n--"+boundaryAlt) {
+			t.Errorf("part %q is not encoded as mime/quotedprintable encodes it (%q)", part, stdQP(part))
+		}
+	}
+	if r.ICS != nil && p.parts["invitation.ics"] != string(r.ICS) {
+		t.Errorf("invitation %q, want %q", p.parts["invitation.ics"], r.ICS)
+	}
+	if got := p.header.Get("List-Unsubscribe"); got != "<https://platform.example/unsubscribe/tok>, <mailto:unsubscribe@platform.example?subject=unsubscribe%20tok>" {
+		t.Errorf("List-Unsubscribe %q", got)
+	}
+}
+
+func TestWriteMessage(t *testing.T) {
+	long := strings.Repeat("The platform's news of the month: events, training modules and the sector commitments. ", 20)
+	for _, r := range []Rendered{
+		{Subject: "CSR news", Text: "Dear Anna,\n\n" + long + "\n", HTML: "<p>Dear Anna,</p>\n<p>" + long + "</p>\n"},
+		// Non-ASCII, a subject long enough to fold, an "=" and trailing spaces to escape, CRLF and lone CR line
+		// ends, a last line without a line break.
+		{Subject: "Einladung zum CSR-Tag der europäischen Werkzeugmaschinenbranche auf der EMO in Hannover, Halle 2 — jetzt anmelden",
+			Text: "Grüße an alle =   \r\n" + long + "  \r\n\rnächste Zeile\tmit Tab\t\nohne Zeilenende", HTML: "<p>a=b</p>\r\n" + long},
+		{Subject: strings.TrimSpace(strings.Repeat("word ", 40)), Text: "", HTML: "\n\n\n"},
+		{Subject: "Invitation", Text: long, HTML: long, ICS: []byte("BEGIN:VCALENDAR\r\nVERSION:2.0\r\n" + strings.Repeat("X-LINE:"+long[:60]+"\r\n", 5) + "END:VCALENDAR\r\n")},
+	} {
+		var lines qpCache
+		checkMessage(t, &lines, r) // every line encoded afresh
+		checkMessage(t, &lines, r) // the long ones from the cache
+		if len(lines.lines) == 0 && strings.Contains(r.Text+r.HTML, long+"\n") {
+			t.Errorf("no line kept for %q", r.Subject)
+		}
+	}
+}
+
+// The cache keeps no more than maxCachedBytes, and encodes the same beyond it.
+func TestQPCacheBound(t *testing.T) {
+	var lines qpCache
+	var b bytes.Buffer
+	line := strings.Repeat("x", 1000) + "\n"
+	for i := range 5000 {
+		s := strconv.Itoa(i) + line
+		b.Reset()
+		lines.encode(&b, s)
+		if b.String() != stdQP(s) {
+			t.Fatalf("line %d encoded %q, want %q", i, b.String(), stdQP(s))
+		}
+	}
+	if lines.size > maxCachedBytes || lines.size < maxCachedBytes/2 {
+		t.Errorf("cache holds %d bytes, bound %d", lines.size, maxCachedBytes)
+	}
+}
+
+// FuzzMessage: whatever was rendered, the mail written for it parses and decodes to it, its parts encoded as
+// mime/quotedprintable encodes them, from the cache as afresh.
+func FuzzMessage(f *testing.F) {
+	f.Add("Subject", "text\n", "<p>html</p>")
+	f.Add("Grüße", "a =\r\n\r\n"+strings.Repeat("long line ", 20)+"\n", "x\ry\n\tz ")
+	f.Fuzz(func(t *testing.T, subject, text, html string) {
+		subject = strings.TrimSpace(subject) // as Render does
+		if strings.Contains(subject, "=?") {
+			return // a subject written as an encoded word reads as one: RFC 2047 has no escape for it
+		}
+		var lines qpCache
+		r := Rendered{Subject: subject, Text: text, HTML: html}
+		checkMessage(t, &lines, r)
+		checkMessage(t, &lines, r)
+	})
+}
