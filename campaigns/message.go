@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/wneessen/go-mail"
@@ -113,15 +114,21 @@ func dkimSign(m *Message, dkim *mail.DKIMSigner) error {
 // between is escaped: "a\r\xcf\n" comes out as "a\r\n=CF", one line break short.)
 type qpCache struct {
 	mu    sync.RWMutex
-	lines map[string]string
+	lines map[string]*qpLine
 	size  int
 }
 
-// What is worth keeping: lines shorter than minCachedLine cost little to encode (and those that name the
-// recipient are short, mostly), and a mailing keeps at most maxCachedBytes.
+type qpLine struct {
+	enc  string
+	used atomic.Bool // written from the cache at least once: a line of the mailing, not of one recipient
+}
+
+// What is worth keeping: lines shorter than minCachedLine cost little to encode, and a mailing keeps at most
+// maxCachedBytes. Lines that name a recipient (an unsubscribe link) come once each: when they fill the cache,
+// those never used again make room.
 const (
 	minCachedLine  = 48
-	maxCachedBytes = 4 << 20
+	maxCachedBytes = 1 << 20
 )
 
 var toLF = strings.NewReplacer("\r\n", "\n", "\r", "\n")
@@ -144,25 +151,42 @@ func (q *qpCache) encode(b *bytes.Buffer, s string) {
 			continue
 		}
 		q.mu.RLock()
-		enc, ok := q.lines[line]
+		e := q.lines[line]
 		q.mu.RUnlock()
-		if ok {
-			b.WriteString(enc)
+		if e != nil {
+			if !e.used.Load() {
+				e.used.Store(true)
+			}
+			b.WriteString(e.enc)
 			continue
 		}
 		// After a line break the encoder holds nothing back: what it wrote for the line is all in b.
 		start := b.Len()
 		io.WriteString(qw, line)
-		enc = string(b.Bytes()[start:])
-		q.mu.Lock()
-		if q.lines == nil {
-			q.lines = map[string]string{}
-		}
-		if _, ok := q.lines[line]; !ok && q.size+len(line)+len(enc) <= maxCachedBytes {
-			q.lines[line] = enc
-			q.size += len(line) + len(enc)
-		}
-		q.mu.Unlock()
+		q.keep(line, string(b.Bytes()[start:]))
 	}
 	qw.Close()
+}
+
+func (q *qpCache) keep(line, enc string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.lines == nil {
+		q.lines = map[string]*qpLine{}
+	}
+	if q.lines[line] != nil {
+		return
+	}
+	if q.size+len(line)+len(enc) > maxCachedBytes {
+		for l, e := range q.lines {
+			if !e.used.Load() {
+				delete(q.lines, l)
+				q.size -= len(l) + len(e.enc)
+			}
+		}
+	}
+	if q.size+len(line)+len(enc) <= maxCachedBytes {
+		q.lines[strings.Clone(line)] = &qpLine{enc: enc} // not a slice of the whole part
+		q.size += len(line) + len(enc)
+	}
 }
