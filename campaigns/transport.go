@@ -1,6 +1,8 @@
 package campaigns
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -123,17 +125,48 @@ func (s *smtpConn) send(m *Message) error {
 	if err := s.sc.Rcpt("<" + m.To + ">"); err != nil {
 		return fmt.Errorf("RCPT TO: %w", err)
 	}
-	w, err := s.sc.Data()
+	// DATA goes over go-mail's connection (smtp.Client.Text) rather than through its DotWriter, which escapes
+	// the message a byte at a time: a fifth of a worker's CPU. dotStuff does it a line at a time.
+	text := s.sc.Text
+	id, err := text.Cmd("DATA")
+	if err != nil {
+		return connError{err}
+	}
+	text.StartResponse(id)
+	_, _, err = text.ReadResponse(354)
+	text.EndResponse(id)
 	if err != nil {
 		return fmt.Errorf("DATA: %w", err)
 	}
-	if _, err := w.Write(m.Data); err != nil {
+	dotStuff(text.W, m.Data)
+	if err := text.W.Flush(); err != nil {
 		return connError{err}
 	}
-	if err := w.Close(); err != nil {
+	if _, _, err := text.ReadResponse(250); err != nil {
 		return fmt.Errorf("end of DATA: %w", err)
 	}
 	return nil
+}
+
+// dotStuff writes a message as SMTP DATA (RFC 5321 4.5.2): every line ends in CRLF, a line that starts with "."
+// gets a second one, and a line of "." ends it.
+func dotStuff(w *bufio.Writer, data []byte) {
+	if len(data) == 0 {
+		w.WriteString("\r\n") // one empty line
+	}
+	for len(data) > 0 {
+		if data[0] == '.' {
+			w.WriteByte('.')
+		}
+		n := bytes.IndexByte(data, '\n')
+		if n < 0 {
+			n = len(data)
+		}
+		w.Write(bytes.TrimSuffix(data[:n], []byte("\r")))
+		w.WriteString("\r\n")
+		data = data[min(n+1, len(data)):]
+	}
+	w.WriteString(".\r\n")
 }
 
 func (s *smtpConn) Close() error {
