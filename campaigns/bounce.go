@@ -429,7 +429,7 @@ func fieldBlocks(b []byte) ([]textproto.MIMEHeader, error) {
 // verpRE matches our envelope sender, <local>+<campaign>-<subscriber>@<domain>, anywhere in a header value.
 var verpRE = regexp.MustCompile(`(?i)[^\s<>@,;:"()\[\]]+?\+([0-9]{1,18})-([a-z2-7]{10})@[a-z0-9]`)
 
-// messageIDRE matches the Message-ID buildMessage gives a campaign mail.
+// messageIDRE matches the Message-ID writeMessage gives a campaign mail.
 var messageIDRE = regexp.MustCompile(`^\s*<?c([0-9]{1,18})\.[0-9a-fA-F]{16}\.[0-9]+@`)
 
 // verpCandidates lists where a report names the address it was delivered to, the most specific first, then
