@@ -154,6 +154,14 @@ func dotStuff(w *bufio.Writer, data []byte) {
 	if len(data) == 0 {
 		w.WriteString("\r\n") // one empty line
 	}
+	if len(data) > 0 && data[0] != '.' && bytes.HasSuffix(data, []byte("\r\n")) && !bytes.Contains(data, []byte("\n.")) &&
+		bytes.Count(data, []byte("\n")) == bytes.Count(data, []byte("\r\n")) {
+		// Nothing to change, as in nearly every mail: no line starts with ".", every line ends in CRLF. One
+		// write, rather than one a line.
+		w.Write(data)
+		w.WriteString(".\r\n")
+		return
+	}
 	for len(data) > 0 {
 		if data[0] == '.' {
 			w.WriteByte('.')
