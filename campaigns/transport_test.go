@@ -3,8 +3,13 @@ package campaigns
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"log/slog"
 	"net/textproto"
 	"testing"
+	"time"
+
+	"csrdesk/internal/smtptest"
 )
 
 // dotWriter is what net/textproto (go-mail's DotWriter) sends for data.
@@ -46,4 +51,36 @@ func FuzzDotStuff(f *testing.F) {
 			t.Errorf("%q: sent %q, want %q", data, got, want)
 		}
 	})
+}
+
+// The SMTP transport logs in with the URL's credentials. With a wrong password nothing goes out and nobody is
+// failed for it: the server's refusal is not the recipients'.
+func TestSMTPAuth(t *testing.T) {
+	ctx := context.Background()
+	sink := smtptest.New(t)
+	sink.RequireAuth("news", "s3cret")
+	s, c := campaignFixture(t, 20)
+	if _, err := s.Transition(ctx, c.ID, "start"); err != nil {
+		t.Fatal(err)
+	}
+	worker := func(url string) *Worker {
+		tr, err := ParseSMTP(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := DefaultWorkerConfig()
+		cfg.Conns, cfg.PublicURL, cfg.Secret, cfg.Poll = 2, "https://platform.example", []byte("secret"), 20*time.Millisecond
+		return NewWorker(s, tr, mustLayout(t), cfg, slog.New(slog.DiscardHandler))
+	}
+	stop := run(t, worker("smtp://news:wrong@"+sink.Addr+"?tls=none"))
+	time.Sleep(time.Second)
+	stop()
+	if st, err := s.CampaignStatus(ctx, c.ID); err != nil || st.Sent != 0 || st.Failed != 0 || st.State != Running {
+		t.Fatalf("with a wrong password: %+v %v", st, err)
+	}
+	run(t, worker("smtp://news:s3cret@"+sink.Addr+"?tls=none"))
+	st := waitState(t, s, c.ID, Finished)
+	if recipients, messages, dups := sink.Counts(); st.Sent != 20 || recipients != 20 || messages != 20 || len(dups) != 0 {
+		t.Errorf("sent %d; the server got %d messages for %d recipients, duplicates %v", st.Sent, messages, recipients, dups)
+	}
 }

@@ -10,19 +10,21 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 )
 
 // Sink is the server.
 type Sink struct {
-	Addr      string
-	mu        sync.Mutex
-	got       map[string]int
-	messages  map[string]string
-	tempFails map[string]int
-	permFail  map[string]bool
-	failEvery int  // 451 to one recipient in every failEvery, by address
-	hangUp    bool // close every connection at its next command
+	Addr       string
+	mu         sync.Mutex
+	got        map[string]int
+	messages   map[string]string
+	tempFails  map[string]int
+	permFail   map[string]bool
+	failEvery  int    // 451 to one recipient in every failEvery, by address
+	hangUp     bool   // close every connection at its next command
+	user, pass string // the credentials a client must give (AUTH PLAIN) before MAIL, when user is set
 }
 
 // New starts a sink on a free port, stopped when the test ends.
@@ -42,6 +44,13 @@ func New(tb testing.TB) *Sink {
 	go srv.Serve(ln)
 	tb.Cleanup(func() { srv.Close() })
 	return s
+}
+
+// RequireAuth makes the server take mail only from clients that authenticate (AUTH PLAIN) as user with pass.
+func (s *Sink) RequireAuth(user, pass string) {
+	s.mu.Lock()
+	s.user, s.pass = user, pass
+	s.mu.Unlock()
 }
 
 // TempFail makes the next n deliveries to rcpt fail with 450.
@@ -88,10 +97,25 @@ func (s *Sink) Counts() (recipients, messages int, dups []string) {
 func (s *Sink) NewSession(c *smtp.Conn) (smtp.Session, error) { return &session{s: s, c: c}, nil }
 
 type session struct {
-	s    *Sink
-	c    *smtp.Conn
-	from string
-	to   []string
+	s      *Sink
+	c      *smtp.Conn
+	from   string
+	to     []string
+	authed bool
+}
+
+func (x *session) AuthMechanisms() []string { return []string{sasl.Plain} }
+
+func (x *session) Auth(string) (sasl.Server, error) {
+	return sasl.NewPlainServer(func(_, user, pass string) error {
+		x.s.mu.Lock()
+		defer x.s.mu.Unlock()
+		if user != x.s.user || pass != x.s.pass {
+			return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8}, Message: "authentication failed"}
+		}
+		x.authed = true
+		return nil
+	}), nil
 }
 
 // hungUp closes the connection if the sink is told to hang up.
@@ -112,6 +136,12 @@ func (x *session) Logout() error { return nil }
 func (x *session) Mail(from string, _ *smtp.MailOptions) error {
 	if x.hungUp() {
 		return errHungUp
+	}
+	x.s.mu.Lock()
+	required := x.s.user != ""
+	x.s.mu.Unlock()
+	if required && !x.authed {
+		return smtp.ErrAuthRequired
 	}
 	x.from = from
 	return nil
