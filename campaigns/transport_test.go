@@ -4,8 +4,20 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"log/slog"
+	"math/big"
+	"net"
 	"net/textproto"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -83,4 +95,66 @@ func TestSMTPAuth(t *testing.T) {
 	if recipients, messages, dups := sink.Counts(); st.Sent != 20 || recipients != 20 || messages != 20 || len(dups) != 0 {
 		t.Errorf("sent %d; the server got %d messages for %d recipients, duplicates %v", st.Sent, messages, recipients, dups)
 	}
+}
+
+// TestSMTPStartTLS sends over STARTTLS with AUTH, as to a real relay: the worker must trust the server's
+// certificate, so the test runs again in a child process that trusts it the way a deployment does, through
+// SSL_CERT_FILE (Go reads it once per process).
+func TestSMTPStartTLS(t *testing.T) {
+	certFile, keyFile := os.Getenv("CSRDESK_TEST_CERT"), os.Getenv("CSRDESK_TEST_KEY")
+	if certFile == "" {
+		certFile, keyFile = selfSigned(t, t.TempDir())
+		cmd := exec.Command(os.Args[0], "-test.run=^TestSMTPStartTLS$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "SSL_CERT_FILE="+certFile, "CSRDESK_TEST_CERT="+certFile, "CSRDESK_TEST_KEY="+keyFile)
+		if out, err := cmd.CombinedOutput(); err != nil || !bytes.Contains(out, []byte("PASS")) {
+			t.Fatalf("child: %v\n%s", err, out)
+		}
+		return
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sink := smtptest.NewTLS(t, &tls.Config{Certificates: []tls.Certificate{cert}})
+	sink.RequireAuth("news", "s3cret")
+	s, c := campaignFixture(t, 10)
+	if _, err := s.Transition(ctx, c.ID, "start"); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := ParseSMTP("smtp://news:s3cret@" + sink.Addr + "?tls=starttls")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultWorkerConfig()
+	cfg.Conns, cfg.PublicURL, cfg.Secret, cfg.Poll = 2, "https://platform.example", []byte("secret"), 20*time.Millisecond
+	run(t, NewWorker(s, tr, mustLayout(t), cfg, slog.New(slog.DiscardHandler)))
+	st := waitState(t, s, c.ID, Finished)
+	if recipients, messages, _ := sink.Counts(); st.Sent != 10 || recipients != 10 || messages != 10 {
+		t.Errorf("sent %d; the server got %d messages for %d recipients", st.Sent, messages, recipients)
+	}
+}
+
+// selfSigned writes a certificate for 127.0.0.1, its own root, and its key, and returns their files.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "sink.test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
+	return certFile, keyFile
 }

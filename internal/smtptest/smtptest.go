@@ -3,6 +3,7 @@
 package smtptest
 
 import (
+	"crypto/tls"
 	"hash/fnv"
 	"io"
 	"log"
@@ -25,13 +26,21 @@ type Sink struct {
 	failEvery  int    // 451 to one recipient in every failEvery, by address
 	hangUp     bool   // close every connection at its next command
 	user, pass string // the credentials a client must give (AUTH PLAIN) before MAIL, when user is set
+	tls        bool   // mail only after STARTTLS
 }
 
 // New starts a sink on a free port, stopped when the test ends.
-func New(tb testing.TB) *Sink {
+func New(tb testing.TB) *Sink { tb.Helper(); return start(tb, nil) }
+
+// NewTLS starts a sink that offers STARTTLS with config and takes mail only over TLS.
+func NewTLS(tb testing.TB, config *tls.Config) *Sink { tb.Helper(); return start(tb, config) }
+
+func start(tb testing.TB, config *tls.Config) *Sink {
 	tb.Helper()
-	s := &Sink{got: map[string]int{}, messages: map[string]string{}, tempFails: map[string]int{}, permFail: map[string]bool{}}
+	s := &Sink{got: map[string]int{}, messages: map[string]string{}, tempFails: map[string]int{}, permFail: map[string]bool{},
+		tls: config != nil}
 	srv := smtp.NewServer(s)
+	srv.TLSConfig = config
 	srv.Domain = "sink.test"
 	srv.AllowInsecureAuth = true
 	srv.MaxRecipients = 100
@@ -138,9 +147,12 @@ func (x *session) Mail(from string, _ *smtp.MailOptions) error {
 		return errHungUp
 	}
 	x.s.mu.Lock()
-	required := x.s.user != ""
+	authRequired, tlsRequired := x.s.user != "", x.s.tls
 	x.s.mu.Unlock()
-	if required && !x.authed {
+	if _, ok := x.c.TLSConnectionState(); tlsRequired && !ok {
+		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "must issue a STARTTLS command first"}
+	}
+	if authRequired && !x.authed {
 		return smtp.ErrAuthRequired
 	}
 	x.from = from
