@@ -127,7 +127,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				}
 				wait := min(time.Second<<min(down, 5), 30*time.Second)
 				down++
-				w.log.Warn("worker: the mail server is unreachable; waiting", "wait", wait, "err", r.o.reason)
+				w.log.Warn("worker: the mail server is unreachable or refuses the sender; waiting", "wait", wait, "err", r.o.reason)
 				select {
 				case <-ctx.Done():
 				case <-time.After(wait):
@@ -553,7 +553,8 @@ func (w *Worker) recipients(ctx context.Context, c *Campaign, emails []string) (
 // the group, the most attempts, now and the first retry's wait (ms), then per outcome: address, kind (sent, fail,
 // temp, requeue or drop), stream entry, failure JSON. An outcome for a recipient that already has a final one (a
 // duplicate job) is only acknowledged; a temp outcome below the most attempts goes to the retry set with a
-// doubling wait; a requeue (the mail server could not be reached) goes back at the end of the queue as it is.
+// doubling wait; a requeue (the mail server unreachable, or refusing the sender) goes back at the end of the
+// queue as it is.
 var recordScript = redis.NewScript(`
 local maxAttempts, now, base = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local emails, ids = {}, {}
@@ -618,7 +619,7 @@ return #ids`)
 // result is what a connection reports about one job, for the recorder.
 type result struct {
 	j    job
-	kind string // sent, fail, temp, requeue (the server unreachable), drop (an erased subscriber); empty for nothing to record
+	kind string // sent, fail, temp, requeue (the server unreachable, or refusing the sender), drop (an erased subscriber); empty for nothing to record
 	o    outcome
 	done chan struct{} // closed once committed (or given up: the job then stays pending)
 }
@@ -648,9 +649,14 @@ func (w *Worker) process(ctx context.Context, conn Conn, j job) result {
 	}
 	if err := conn.Send(ctx, m); err != nil {
 		o := classify(err)
-		if o.down {
-			// The mail server is unreachable or hung up: the recipient goes back in the queue without using up
-			// an attempt, and this connection waits before it tries again (see Run).
+		if o.down || o.sender {
+			// The mail server is unreachable, hung up or refuses the sender: the recipient goes back in the queue
+			// without using up an attempt, and this connection waits before it tries again (see Run). A server
+			// that goes on refusing the sender (a From it does not take, STARTTLS or AUTH it wants first) pauses
+			// the campaign, and nobody is failed for it.
+			if o.sender {
+				w.failed(ctx, j.c, o)
+			}
 			return result{j: j, kind: "requeue", o: o}
 		}
 		kind := "fail"

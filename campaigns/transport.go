@@ -120,7 +120,7 @@ func (s *smtpConn) send(m *Message) error {
 		return connError{err}
 	}
 	if err := s.sc.Mail("<" + m.From + ">"); err != nil {
-		return fmt.Errorf("MAIL FROM: %w", err)
+		return senderError{err}
 	}
 	if err := s.sc.Rcpt("<" + m.To + ">"); err != nil {
 		return fmt.Errorf("RCPT TO: %w", err)
@@ -192,6 +192,13 @@ type connError struct{ err error }
 func (e connError) Error() string { return "mail server: " + e.err.Error() }
 func (e connError) Unwrap() error { return e.err }
 
+// senderError is the server refusing MAIL FROM: the sender, or the session (STARTTLS or AUTH it wants first),
+// whoever the recipient is.
+type senderError struct{ err error }
+
+func (e senderError) Error() string { return "MAIL FROM: " + e.err.Error() }
+func (e senderError) Unwrap() error { return e.err }
+
 // Folder writes each message as an .eml file, one folder per campaign: the embedded default when no mail
 // server is configured, to see what would be sent.
 type Folder struct {
@@ -219,17 +226,19 @@ func (f *Folder) Send(_ context.Context, m *Message) error {
 type outcome struct {
 	temp   bool // a 4xx: try again later
 	down   bool // no reply at all (the server could not be reached, or the connection broke): not the recipient's doing
+	sender bool // the server refused the sender (MAIL FROM): not the recipient's doing either
 	code   int
 	reason string
 }
 
-// classify reads a send error. A reply code says what the server thinks of the recipient; an error without one
-// is the connection's.
+// classify reads a send error. A reply code says what the server thinks of the recipient, unless it refused the
+// sender; an error without one is the connection's.
 func classify(err error) outcome {
 	var reply *textproto.Error
 	var conn connError
+	var sender senderError
 	if errors.As(err, &reply) && !errors.As(err, &conn) {
-		return outcome{temp: reply.Code/100 == 4, code: reply.Code, reason: oneLine(err.Error())}
+		return outcome{temp: reply.Code/100 == 4, sender: errors.As(err, &sender), code: reply.Code, reason: oneLine(err.Error())}
 	}
 	return outcome{down: true, reason: oneLine(err.Error())}
 }

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -97,8 +98,8 @@ func TestSMTPAuth(t *testing.T) {
 	}
 }
 
-// TestSMTPStartTLS sends over STARTTLS with AUTH, as to a real relay: the worker must trust the server's
-// certificate, so the test runs again in a child process that trusts it the way a deployment does, through
+// TestSMTPStartTLS sends over STARTTLS with AUTH, as to a real relay, after trying without TLS. The worker must
+// trust the server's certificate, so the test runs again in a child process that trusts it the way a deployment does, through
 // SSL_CERT_FILE (Go reads it once per process).
 func TestSMTPStartTLS(t *testing.T) {
 	certFile, keyFile := os.Getenv("CSRDESK_TEST_CERT"), os.Getenv("CSRDESK_TEST_KEY")
@@ -122,14 +123,28 @@ func TestSMTPStartTLS(t *testing.T) {
 	if _, err := s.Transition(ctx, c.ID, "start"); err != nil {
 		t.Fatal(err)
 	}
-	tr, err := ParseSMTP("smtp://news:s3cret@" + sink.Addr + "?tls=starttls")
-	if err != nil {
+	worker := func(url string) *Worker {
+		tr, err := ParseSMTP(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := DefaultWorkerConfig()
+		cfg.Conns, cfg.PublicURL, cfg.Secret, cfg.Poll, cfg.PauseAfter = 2, "https://platform.example", []byte("secret"), 20*time.Millisecond, 2
+		return NewWorker(s, tr, mustLayout(t), cfg, slog.New(slog.DiscardHandler))
+	}
+	// Without TLS the server refuses MAIL FROM (530): that is not the recipients' doing, so nobody is failed,
+	// and the campaign pauses itself.
+	stop := run(t, worker("smtp://news:s3cret@"+sink.Addr+"?tls=none"))
+	st := waitState(t, s, c.ID, Paused)
+	stop()
+	if cmp, err := s.Campaign(ctx, c.ID); err != nil || st.Sent != 0 || st.Failed != 0 || st.Retrying != 0 || !strings.Contains(cmp.Reason, "530") {
+		t.Fatalf("without TLS: %+v, reason %q %v", st, cmp.Reason, err)
+	}
+	if _, err := s.Transition(ctx, c.ID, "resume"); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultWorkerConfig()
-	cfg.Conns, cfg.PublicURL, cfg.Secret, cfg.Poll = 2, "https://platform.example", []byte("secret"), 20*time.Millisecond
-	run(t, NewWorker(s, tr, mustLayout(t), cfg, slog.New(slog.DiscardHandler)))
-	st := waitState(t, s, c.ID, Finished)
+	run(t, worker("smtp://news:s3cret@"+sink.Addr+"?tls=starttls"))
+	st = waitState(t, s, c.ID, Finished)
 	if recipients, messages, _ := sink.Counts(); st.Sent != 10 || recipients != 10 || messages != 10 {
 		t.Errorf("sent %d; the server got %d messages for %d recipients", st.Sent, messages, recipients)
 	}
