@@ -61,7 +61,13 @@ func mustLayout(tb testing.TB) *templates.Mail {
 
 func testWorker(t testing.TB, s *Store, addr string, cfg WorkerConfig) *Worker {
 	t.Helper()
-	tr, err := ParseSMTP("smtp://" + addr + "?tls=none")
+	return urlWorker(t, s, "smtp://"+addr+"?tls=none", cfg)
+}
+
+// urlWorker is testWorker for a CSRDESK_SMTP_URL.
+func urlWorker(t testing.TB, s *Store, url string, cfg WorkerConfig) *Worker {
+	t.Helper()
+	tr, err := ParseSMTP(url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"log/slog"
 	"math/big"
 	"net"
 	"net/textproto"
@@ -76,15 +75,9 @@ func TestSMTPAuth(t *testing.T) {
 	if _, err := s.Transition(ctx, c.ID, "start"); err != nil {
 		t.Fatal(err)
 	}
-	worker := func(url string) *Worker {
-		tr, err := ParseSMTP(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := DefaultWorkerConfig()
-		cfg.Conns, cfg.PublicURL, cfg.Secret, cfg.Poll = 2, "https://platform.example", []byte("secret"), 20*time.Millisecond
-		return NewWorker(s, tr, mustLayout(t), cfg, slog.New(slog.DiscardHandler))
-	}
+	cfg := DefaultWorkerConfig()
+	cfg.Conns = 2
+	worker := func(url string) *Worker { return urlWorker(t, s, url, cfg) }
 	stop := run(t, worker("smtp://news:wrong@"+sink.Addr+"?tls=none"))
 	time.Sleep(time.Second)
 	stop()
@@ -123,15 +116,9 @@ func TestSMTPStartTLS(t *testing.T) {
 	if _, err := s.Transition(ctx, c.ID, "start"); err != nil {
 		t.Fatal(err)
 	}
-	worker := func(url string) *Worker {
-		tr, err := ParseSMTP(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := DefaultWorkerConfig()
-		cfg.Conns, cfg.PublicURL, cfg.Secret, cfg.Poll, cfg.PauseAfter = 2, "https://platform.example", []byte("secret"), 20*time.Millisecond, 2
-		return NewWorker(s, tr, mustLayout(t), cfg, slog.New(slog.DiscardHandler))
-	}
+	cfg := DefaultWorkerConfig()
+	cfg.Conns, cfg.PauseAfter = 2, 2
+	worker := func(url string) *Worker { return urlWorker(t, s, url, cfg) }
 	// Without TLS the server refuses MAIL FROM (530): that is not the recipients' doing, so nobody is failed,
 	// and the campaign pauses itself.
 	stop := run(t, worker("smtp://news:s3cret@"+sink.Addr+"?tls=none"))
