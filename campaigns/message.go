@@ -113,9 +113,10 @@ func dkimSign(m *Message, dkim *mail.DKIMSigner) error {
 // it is. (With one, mime/quotedprintable holds back what follows a CR and drops the LF after it when the byte in
 // between is escaped: "a\r\xcf\n" comes out as "a\r\n=CF", one line break short.)
 type qpCache struct {
-	mu    sync.RWMutex
-	lines map[string]*qpLine
-	size  int
+	mu     sync.RWMutex
+	lines  map[string]*qpLine
+	size   int
+	unused atomic.Int64 // lines not written from the cache yet
 }
 
 type qpLine struct {
@@ -124,11 +125,13 @@ type qpLine struct {
 }
 
 // What is worth keeping: lines shorter than minCachedLine cost little to encode, and a mailing keeps at most
-// maxCachedBytes. Lines that name a recipient (an unsubscribe link) come once each: when they fill the cache,
-// those never used again make room.
+// maxCachedBytes. Lines that name a recipient (an unsubscribe link) come once each: once maxUnusedLines of them
+// wait, or the cache is full, those never used make room. So the cache holds the mailing's own lines and a few
+// hundred others, however many recipients it has.
 const (
 	minCachedLine  = 48
 	maxCachedBytes = 1 << 20
+	maxUnusedLines = 256
 )
 
 var toLF = strings.NewReplacer("\r\n", "\n", "\r", "\n")
@@ -152,11 +155,11 @@ func (q *qpCache) encode(b *bytes.Buffer, s string) {
 		}
 		q.mu.RLock()
 		e := q.lines[line]
+		if e != nil && !e.used.Load() && e.used.CompareAndSwap(false, true) {
+			q.unused.Add(-1) // under the read lock: no sweep meanwhile
+		}
 		q.mu.RUnlock()
 		if e != nil {
-			if !e.used.Load() {
-				e.used.Store(true)
-			}
 			b.WriteString(e.enc)
 			continue
 		}
@@ -177,16 +180,18 @@ func (q *qpCache) keep(line, enc string) {
 	if q.lines[line] != nil {
 		return
 	}
-	if q.size+len(line)+len(enc) > maxCachedBytes {
+	if q.unused.Load() >= maxUnusedLines || q.size+len(line)+len(enc) > maxCachedBytes {
 		for l, e := range q.lines {
 			if !e.used.Load() {
 				delete(q.lines, l)
 				q.size -= len(l) + len(e.enc)
+				q.unused.Add(-1)
 			}
 		}
 	}
 	if q.size+len(line)+len(enc) <= maxCachedBytes {
 		q.lines[strings.Clone(line)] = &qpLine{enc: enc} // not a slice of the whole part
 		q.size += len(line) + len(enc)
+		q.unused.Add(1)
 	}
 }

@@ -87,31 +87,43 @@ func TestWriteMessage(t *testing.T) {
 	}
 }
 
-// The cache keeps no more than maxCachedBytes, and encodes the same beyond it. Lines of one recipient make room
-// for others; a line written from the cache stays.
+// The cache keeps no more than maxCachedBytes and maxUnusedLines lines never used again, and encodes the same
+// beyond them: lines of one recipient make room for others; a line written from the cache stays. Short lines
+// reach the line bound first, long ones the byte bound.
 func TestQPCacheBound(t *testing.T) {
-	var lines qpCache
-	var b bytes.Buffer
-	shared := strings.Repeat("shared line ", 10) + "\n"
-	for i := range 5000 {
-		s := shared + strconv.Itoa(i) + strings.Repeat("x", 1000) + "\n"
-		b.Reset()
-		lines.encode(&b, s)
-		if b.String() != stdQP(s) {
-			t.Fatalf("text %d encoded %q, want %q", i, b.String(), stdQP(s))
+	for _, n := range []int{1000, 20000} {
+		var lines qpCache
+		var b bytes.Buffer
+		shared := strings.Repeat("shared line ", 10) + "\n"
+		for i := range 1500 {
+			s := shared + strconv.Itoa(i) + strings.Repeat("x", n) + "\n"
+			b.Reset()
+			lines.encode(&b, s)
+			if b.String() != stdQP(s) {
+				t.Fatalf("text %d encoded %q, want %q", i, b.String(), stdQP(s))
+			}
+			if lines.size > maxCachedBytes || len(lines.lines) > maxUnusedLines+1 {
+				t.Fatalf("lines of %d: after %d texts the cache holds %d lines, %d bytes", n, i+1, len(lines.lines), lines.size)
+			}
 		}
-		if lines.size > maxCachedBytes {
-			t.Fatalf("after %d texts the cache holds %d bytes, bound %d", i+1, lines.size, maxCachedBytes)
+		unused := 0
+		for _, e := range lines.lines {
+			if !e.used.Load() {
+				unused++
+			}
 		}
-	}
-	if e := lines.lines[shared]; e == nil || !e.used.Load() {
-		t.Errorf("the shared line is not kept: %+v", e)
-	}
-	// A line first seen now (the first mail in a language) still finds room.
-	late := strings.Repeat("late line ", 300) + "\n" // longer than any room a full cache has left
-	lines.encode(&b, late)
-	if lines.lines[late] == nil {
-		t.Errorf("no room for a new line: %d lines, %d bytes", len(lines.lines), lines.size)
+		if int64(unused) != lines.unused.Load() {
+			t.Errorf("lines of %d: %d unused lines, counted %d", n, unused, lines.unused.Load())
+		}
+		if e := lines.lines[shared]; e == nil || !e.used.Load() {
+			t.Errorf("lines of %d: the shared line is not kept: %+v", n, e)
+		}
+		// A line first seen now (the first mail in a language) still finds room.
+		late := strings.Repeat("late line ", 3000) + "\n" // longer than any room a full cache has left
+		lines.encode(&b, late)
+		if lines.lines[late] == nil {
+			t.Errorf("lines of %d: no room for a new line: %d lines, %d bytes", n, len(lines.lines), lines.size)
+		}
 	}
 }
 
