@@ -450,8 +450,7 @@ func TestEraseDuringACampaign(t *testing.T) {
 	ctx := context.Background()
 	sink := smtptest.New(t)
 	sink.TempFail("p00005@example.com", 1)
-	s, c := campaignFixture(t, 300)
-	s.Transition(ctx, c.ID, "start")
+	s, c := startedFixture(t, 300)
 	cfg := DefaultWorkerConfig()
 	cfg.Rate, cfg.RetryBase = 100, 3*time.Second // the first batch of 200 takes two seconds
 	run(t, testWorker(t, s, sink.Addr, cfg))
@@ -519,8 +518,7 @@ func TestPreferencesAndExportPages(t *testing.T) {
 // back; one whose job is recorded and waits to be trimmed is only deleted; one never read is counted and deleted.
 func TestEraseCountsOnlyUnrecordedJobs(t *testing.T) {
 	ctx := context.Background()
-	s, c := campaignFixture(t, 3)
-	s.Transition(ctx, c.ID, "start")
+	s, c := startedFixture(t, 3)
 	w := testWorker(t, s, smtptest.New(t).Addr, DefaultWorkerConfig())
 	k := campaignKeys(c.ID)
 	if err := rdb.EnsureGroup(ctx, s.rdb, k.jobs, workerGroup, "0"); err != nil {

@@ -50,6 +50,16 @@ func campaignFixture(t *testing.T, n int) (*Store, *Campaign) {
 	return s, c
 }
 
+// startedFixture is campaignFixture with the campaign started.
+func startedFixture(t *testing.T, n int) (*Store, *Campaign) {
+	t.Helper()
+	s, c := campaignFixture(t, n)
+	if _, err := s.Transition(context.Background(), c.ID, "start"); err != nil {
+		t.Fatal(err)
+	}
+	return s, c
+}
+
 func mustLayout(tb testing.TB) *templates.Mail {
 	tb.Helper()
 	l, err := templates.MailLayout()
@@ -106,12 +116,8 @@ func waitState(t *testing.T, s *Store, id int64, state string) *Status {
 }
 
 func TestCampaignDeliversExactlyOnce(t *testing.T) {
-	ctx := context.Background()
 	sk := smtptest.New(t)
-	s, c := campaignFixture(t, 2000)
-	if _, err := s.Transition(ctx, c.ID, "start"); err != nil {
-		t.Fatal(err)
-	}
+	s, c := startedFixture(t, 2000)
 	cfg := DefaultWorkerConfig()
 	cfg.Ahead = 300 // the scheduler works in several steps
 	run(t, testWorker(t, s, sk.Addr, cfg))
@@ -167,10 +173,8 @@ func TestTemporaryAndPermanentRefusals(t *testing.T) {
 }
 
 func TestTwoWorkersNoDuplicates(t *testing.T) {
-	ctx := context.Background()
 	sk := smtptest.New(t)
-	s, c := campaignFixture(t, 1000)
-	s.Transition(ctx, c.ID, "start")
+	s, c := startedFixture(t, 1000)
 	cfg := DefaultWorkerConfig()
 	cfg.Ahead = 200
 	run(t, testWorker(t, s, sk.Addr, cfg), testWorker(t, s, sk.Addr, cfg))
@@ -184,8 +188,7 @@ func TestTwoWorkersNoDuplicates(t *testing.T) {
 func TestPauseAndResume(t *testing.T) {
 	ctx := context.Background()
 	sk := smtptest.New(t)
-	s, c := campaignFixture(t, 600)
-	s.Transition(ctx, c.ID, "start")
+	s, c := startedFixture(t, 600)
 	cfg := DefaultWorkerConfig()
 	cfg.Rate = 400 // slow enough to pause in the middle
 	stop := run(t, testWorker(t, s, sk.Addr, cfg))
@@ -225,8 +228,7 @@ func TestAutoPauseWhenTheServerRefusesEverything(t *testing.T) {
 	ctx := context.Background()
 	sk := smtptest.New(t)
 	sk.TempFailEvery(1) // 451 to everybody, as a mail provider that has throttled the account
-	s, c := campaignFixture(t, 100)
-	s.Transition(ctx, c.ID, "start")
+	s, c := startedFixture(t, 100)
 	cfg := DefaultWorkerConfig()
 	cfg.PauseAfter, cfg.RetryBase = 10, time.Hour
 	run(t, testWorker(t, s, sk.Addr, cfg))
@@ -240,11 +242,9 @@ func TestAutoPauseWhenTheServerRefusesEverything(t *testing.T) {
 // Retries come back in bunches of recipients refused before: their failing again must not pause a campaign
 // that most recipients receive.
 func TestRetriesDoNotPauseTheCampaign(t *testing.T) {
-	ctx := context.Background()
 	sk := smtptest.New(t)
 	sk.TempFailEvery(4)
-	s, c := campaignFixture(t, 200)
-	s.Transition(ctx, c.ID, "start")
+	s, c := startedFixture(t, 200)
 	cfg := DefaultWorkerConfig()
 	cfg.PauseAfter, cfg.MaxAttempts, cfg.RetryBase = 10, 4, 10*time.Millisecond
 	run(t, testWorker(t, s, sk.Addr, cfg))
@@ -261,8 +261,7 @@ func TestMailServerDownAndBack(t *testing.T) {
 	ctx := context.Background()
 	sk := smtptest.New(t)
 	sk.HangUp(true)
-	s, c := campaignFixture(t, 100)
-	s.Transition(ctx, c.ID, "start")
+	s, c := startedFixture(t, 100)
 	cfg := DefaultWorkerConfig()
 	cfg.PauseAfter, cfg.MaxAttempts = 5, 2
 	run(t, testWorker(t, s, sk.Addr, cfg))
@@ -283,9 +282,7 @@ func TestMailServerDownAndBack(t *testing.T) {
 }
 
 func TestFolderTransport(t *testing.T) {
-	ctx := context.Background()
-	s, c := campaignFixture(t, 5)
-	s.Transition(ctx, c.ID, "start")
+	s, c := startedFixture(t, 5)
 	dir := t.TempDir()
 	cfg := DefaultWorkerConfig()
 	cfg.Conns, cfg.Poll, cfg.PublicURL, cfg.Secret = 2, 20*time.Millisecond, "https://platform.example", []byte("s")
@@ -484,8 +481,7 @@ func TestScheduledCampaignStartsWhenDue(t *testing.T) {
 func TestStoppedWorkerGivesBackItsJobs(t *testing.T) {
 	ctx := context.Background()
 	sk := smtptest.New(t)
-	s, c := campaignFixture(t, 300)
-	s.Transition(ctx, c.ID, "start")
+	s, c := startedFixture(t, 300)
 	cfg := DefaultWorkerConfig()
 	cfg.Rate = 100 // reads a batch of 200 and sends it over two seconds
 	stop := run(t, testWorker(t, s, sk.Addr, cfg))
@@ -521,10 +517,7 @@ func TestStoppedWorkerGivesBackItsJobs(t *testing.T) {
 func TestLeavingTheListMidCampaignSkipsNobody(t *testing.T) {
 	ctx := context.Background()
 	sk := smtptest.New(t)
-	s, c := campaignFixture(t, 2500)
-	if _, err := s.Transition(ctx, c.ID, "start"); err != nil {
-		t.Fatal(err)
-	}
+	s, c := startedFixture(t, 2500)
 	cfg := DefaultWorkerConfig()
 	cfg.Ahead = 1000 // one page queued, then the scheduler stops until the queue shortens
 	w := testWorker(t, s, sk.Addr, cfg)
@@ -559,8 +552,7 @@ func TestLeavingTheListMidCampaignSkipsNobody(t *testing.T) {
 func TestRecordedJobsAreTrimmed(t *testing.T) {
 	ctx := context.Background()
 	sk := smtptest.New(t)
-	s, c := campaignFixture(t, 5000)
-	s.Transition(ctx, c.ID, "start")
+	s, c := startedFixture(t, 5000)
 	cfg := DefaultWorkerConfig()
 	cfg.Ahead = 200
 	run(t, testWorker(t, s, sk.Addr, cfg))

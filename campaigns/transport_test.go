@@ -71,10 +71,7 @@ func TestSMTPAuth(t *testing.T) {
 	ctx := context.Background()
 	sink := smtptest.New(t)
 	sink.RequireAuth("news", "s3cret")
-	s, c := campaignFixture(t, 20)
-	if _, err := s.Transition(ctx, c.ID, "start"); err != nil {
-		t.Fatal(err)
-	}
+	s, c := startedFixture(t, 20)
 	cfg := DefaultWorkerConfig()
 	cfg.Conns = 2
 	worker := func(url string) *Worker { return urlWorker(t, s, url, cfg) }
@@ -112,10 +109,7 @@ func TestSMTPStartTLS(t *testing.T) {
 	ctx := context.Background()
 	sink := smtptest.NewTLS(t, &tls.Config{Certificates: []tls.Certificate{cert}})
 	sink.RequireAuth("news", "s3cret")
-	s, c := campaignFixture(t, 10)
-	if _, err := s.Transition(ctx, c.ID, "start"); err != nil {
-		t.Fatal(err)
-	}
+	s, c := startedFixture(t, 10)
 	cfg := DefaultWorkerConfig()
 	cfg.Conns, cfg.PauseAfter = 2, 2
 	worker := func(url string) *Worker { return urlWorker(t, s, url, cfg) }
