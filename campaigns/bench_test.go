@@ -112,10 +112,6 @@ func benchSend(b *testing.B, paragraphs int) {
 		cfg.Conns, cfg.Poll = benchConns, 5*time.Millisecond
 		tr, _ := ParseSMTP("smtp://" + sink.Addr + "?tls=none")
 		w := NewWorker(s, tr, mustLayout(b), cfg, slog.New(slog.DiscardHandler))
-		mailing, err := w.mailing(ctx, first)
-		if err != nil {
-			b.Fatal(err)
-		}
 		// The campaign's own messages, one per recipient: the sink keeps the last message of each recipient, so
 		// the loops must mail the same recipients for the sink to do the same work on all sides.
 		msgs := make([]*mail.Msg, n)
@@ -128,9 +124,7 @@ func benchSend(b *testing.B, paragraphs int) {
 			if raws[i], err = w.message(ctx, first, sub, ""); err != nil {
 				b.Fatal(err)
 			}
-			token := UnsubscribeToken(cfg.Secret, sub)
-			unsubURL := strings.TrimRight(cfg.PublicURL, "/") + "/unsubscribe/" + token
-			r, err := mailing.Render(sub, unsubURL)
+			_, r, unsubURL, token, err := w.render(ctx, first, sub)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -827,13 +827,7 @@ func (w *Worker) followEvent(ctx context.Context, c *Campaign) {
 
 // message builds a recipient's mail; prefix goes in front of its subject ("[TEST] " for a test mail).
 func (w *Worker) message(ctx context.Context, c *Campaign, sub *Subscriber, prefix string) (*Message, error) {
-	mailing, err := w.mailing(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	token := UnsubscribeToken(w.cfg.Secret, sub)
-	unsubURL := strings.TrimRight(w.cfg.PublicURL, "/") + "/unsubscribe/" + token
-	r, err := mailing.Render(sub, unsubURL)
+	mailing, r, unsubURL, token, err := w.render(ctx, c, sub)
 	if err != nil {
 		return nil, err
 	}
@@ -843,6 +837,18 @@ func (w *Worker) message(ctx context.Context, c *Campaign, sub *Subscriber, pref
 		returnPath = VERP(w.cfg.Bounces, c, sub)
 	}
 	return writeMessage(c, sub, r, unsubURL, token, returnPath, &mailing.lines, w.cfg.DKIM)
+}
+
+// render renders a recipient's mail with their unsubscribe link (unsubURL, carrying token), and returns the
+// compiled campaign it came from.
+func (w *Worker) render(ctx context.Context, c *Campaign, sub *Subscriber) (m *Mailing, r Rendered, unsubURL, token string, err error) {
+	if m, err = w.mailing(ctx, c); err != nil {
+		return nil, Rendered{}, "", "", err
+	}
+	token = UnsubscribeToken(w.cfg.Secret, sub)
+	unsubURL = strings.TrimRight(w.cfg.PublicURL, "/") + "/unsubscribe/" + token
+	r, err = m.Render(sub, unsubURL)
+	return m, r, unsubURL, token, err
 }
 
 // VERP is the return path of a campaign's mail to one subscriber, base+<campaign>-<subscriber id>@domain, so
