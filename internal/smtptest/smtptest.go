@@ -26,7 +26,7 @@ type Sink struct {
 	failEvery  int    // 451 to one recipient in every failEvery, by address
 	hangUp     bool   // close every connection at its next command
 	user, pass string // the credentials a client must give (AUTH PLAIN) before MAIL, when user is set
-	tls        bool   // mail only after STARTTLS
+	tlsOnly    bool   // mail only after STARTTLS; set before the server starts
 }
 
 // New starts a sink on a free port, stopped when the test ends.
@@ -38,7 +38,7 @@ func NewTLS(tb testing.TB, config *tls.Config) *Sink { tb.Helper(); return start
 func start(tb testing.TB, config *tls.Config) *Sink {
 	tb.Helper()
 	s := &Sink{got: map[string]int{}, messages: map[string]string{}, tempFails: map[string]int{}, permFail: map[string]bool{},
-		tls: config != nil}
+		tlsOnly: config != nil}
 	srv := smtp.NewServer(s)
 	srv.TLSConfig = config
 	srv.Domain = "sink.test"
@@ -147,9 +147,9 @@ func (x *session) Mail(from string, _ *smtp.MailOptions) error {
 		return errHungUp
 	}
 	x.s.mu.Lock()
-	authRequired, tlsRequired := x.s.user != "", x.s.tls
+	authRequired := x.s.user != ""
 	x.s.mu.Unlock()
-	if _, ok := x.c.TLSConnectionState(); tlsRequired && !ok {
+	if _, ok := x.c.TLSConnectionState(); x.s.tlsOnly && !ok {
 		return &smtp.SMTPError{Code: 530, EnhancedCode: smtp.EnhancedCode{5, 7, 0}, Message: "must issue a STARTTLS command first"}
 	}
 	if authRequired && !x.authed {
