@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"csrdesk/faq"
+	"csrdesk/internal/rdb"
 	"csrdesk/templates"
 )
 
@@ -193,7 +194,7 @@ func (e *Engine) allow(ctx context.Context, m Message) (bool, error) {
 		return true, nil
 	}
 	limit := redis_rate.Limit{Rate: e.cfg.RatePerMin, Burst: max(1, e.cfg.RatePerMin/2), Period: time.Minute}
-	res, err := e.limiter.Allow(ctx, key("rate", m.Channel, m.User), limit)
+	res, err := e.limiter.Allow(ctx, chatKey(rdb.UserRatePrefix, m.Channel, m.User), limit)
 	if err != nil {
 		return false, fmt.Errorf("rate limit: %w", err)
 	}

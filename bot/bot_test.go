@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"csrdesk/faq"
+	"csrdesk/internal/rdb"
 	"csrdesk/internal/rdb/rdbtest"
 	"csrdesk/templates"
 )
@@ -200,7 +201,7 @@ func TestNoMatchOffersStaff(t *testing.T) {
 	if !strings.Contains(r.Text, "no good answer") || !has(buttons(r), "h") {
 		t.Errorf("no match: %+v", r)
 	}
-	if n, _ := f.rdb.Exists(context.Background(), key("chat-ticket", "test", "c1")).Result(); n != 0 {
+	if n, _ := f.rdb.Exists(context.Background(), chatKey(rdb.ChatTicketPrefix, "test", "c1")).Result(); n != 0 {
 		t.Error("a question the bot cannot answer opened a ticket without being asked to")
 	}
 }

@@ -15,8 +15,8 @@ import (
 	"csrdesk/internal/rdb"
 )
 
-// key builds a Redis key under csrdesk's prefix.
-func key(parts ...string) string { return "csrdesk:" + strings.Join(parts, ":") }
+// chatKey is the key of one chat under prefix (one of rdb's).
+func chatKey(prefix, channel, chat string) string { return prefix + channel + ":" + chat }
 
 // conv is the state of one conversation: kept for Config.StateTTL after its last message, except the open
 // ticket, which is kept until the ticket is resolved.
@@ -40,8 +40,8 @@ func (c *conv) lang(hint faq.Lang) faq.Lang {
 
 func (e *Engine) loadConv(ctx context.Context, m Message) (*conv, error) {
 	pipe := e.rdb.Pipeline()
-	h := pipe.HGetAll(ctx, key("conv", m.Channel, m.Chat))
-	t := pipe.Get(ctx, key("chat-ticket", m.Channel, m.Chat))
+	h := pipe.HGetAll(ctx, chatKey(rdb.ConvPrefix, m.Channel, m.Chat))
+	t := pipe.Get(ctx, chatKey(rdb.ChatTicketPrefix, m.Channel, m.Chat))
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("load conversation: %w", err)
 	}
@@ -55,7 +55,7 @@ func (e *Engine) loadConv(ctx context.Context, m Message) (*conv, error) {
 }
 
 func (e *Engine) saveConv(ctx context.Context, m Message, c *conv) error {
-	k := key("conv", m.Channel, m.Chat)
+	k := chatKey(rdb.ConvPrefix, m.Channel, m.Chat)
 	fixed := "0"
 	if c.Fixed {
 		fixed = "1"
@@ -88,7 +88,7 @@ func (e *Engine) remember(ctx context.Context, channel, chat, from, text string)
 		return
 	}
 	data, _ := json.Marshal(LogEntry{At: e.now().UTC(), From: from, Text: text})
-	k := key("history", channel, chat)
+	k := chatKey(rdb.HistoryPrefix, channel, chat)
 	pipe := e.rdb.Pipeline()
 	pipe.RPush(ctx, k, data)
 	pipe.LTrim(ctx, k, -historyLen, -1)
@@ -129,12 +129,12 @@ func Forget(ctx context.Context, c redis.UniversalClient, email string) (int, er
 		changed += n
 		return err
 	}
-	for _, pattern := range []string{key("history", "*"), key("ticket", "*", "log")} {
+	for _, pattern := range []string{rdb.HistoryPrefix + "*", rdb.TicketPrefix + "*:log"} {
 		if err := rdb.Scan(ctx, c, pattern, "list", logs); err != nil {
 			return changed, err
 		}
 	}
-	err := rdb.Scan(ctx, c, key("ticket", "*"), "hash", func(ctx context.Context, c *redis.Client, k string) error {
+	err := rdb.Scan(ctx, c, rdb.TicketPrefix+"*", "hash", func(ctx context.Context, c *redis.Client, k string) error {
 		if q, err := c.HGet(ctx, k, "question").Result(); err == nil && strings.Contains(strings.ToLower(q), email) {
 			changed++
 			return c.HSet(ctx, k, "question", erased).Err()

@@ -58,7 +58,7 @@ func NewOutbox(name string, rdb redis.UniversalClient, sender Sender, log *slog.
 
 const outboxGroup = "delivery"
 
-func (o *Outbox) key() string { return key("outbox", o.name) }
+func (o *Outbox) key() string { return rdb.OutboxPrefix + o.name }
 
 // Send queues a reply; it implements Channel.
 func (o *Outbox) Send(ctx context.Context, chat string, r Reply) error {

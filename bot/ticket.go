@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"csrdesk/faq"
+	"csrdesk/internal/rdb"
 )
 
 // Ticket states.
@@ -40,13 +41,13 @@ type Ticket struct {
 	Rating     int
 }
 
-func ticketKey(id int64) string    { return key("ticket", strconv.FormatInt(id, 10)) }
-func ticketLogKey(id int64) string { return key("ticket", strconv.FormatInt(id, 10), "log") }
+func ticketKey(id int64) string    { return rdb.TicketPrefix + strconv.FormatInt(id, 10) }
+func ticketLogKey(id int64) string { return ticketKey(id) + ":log" }
 
-var (
-	openKey   = key("tickets", "open") // sorted by creation time
-	allKey    = key("tickets", "all")
-	seqKey    = key("tickets", "seq")
+const (
+	openKey   = rdb.TicketsOpen // sorted by creation time
+	allKey    = rdb.TicketsAll
+	seqKey    = rdb.TicketsSeq
 	eventsKey = EventsStream // ticket events, for staff faces in any process
 )
 
@@ -113,9 +114,9 @@ func ParseEvent(m redis.XMessage) Event {
 // Streams that pages follow (the ticket events, each web chat) are read with XRANGE when a notice on
 // NotifyChannel names them, instead of each open page holding a Redis connection in a blocking XREAD.
 const (
-	NotifyChannel = "csrdesk:notify"
+	NotifyChannel = rdb.Notify
 	EventsTopic   = "events" // the notice for the ticket event stream; web chats are named by their id
-	EventsStream  = "csrdesk:events"
+	EventsStream  = rdb.TicketEvents
 )
 
 // escalate opens a ticket for the conversation, or says it already has one.
@@ -123,20 +124,20 @@ func (e *Engine) escalate(ctx context.Context, m Message, conv *conv, lang faq.L
 	if conv.Ticket != 0 {
 		return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "already_open", map[string]any{"Ticket": conv.Ticket})})
 	}
-	id, err := e.rdb.Incr(ctx, seqKey).Result()
+	id, err := rdb.NextID(ctx, e.rdb, seqKey)
 	if err != nil {
 		return fmt.Errorf("open ticket: %w", err)
 	}
 	// One open ticket per chat, even when two messages race.
-	ok, err := e.rdb.SetNX(ctx, key("chat-ticket", m.Channel, m.Chat), id, 0).Result()
+	ok, err := e.rdb.SetNX(ctx, chatKey(rdb.ChatTicketPrefix, m.Channel, m.Chat), id, 0).Result()
 	if err != nil {
 		return fmt.Errorf("open ticket: %w", err)
 	}
 	if !ok {
-		existing, _ := e.rdb.Get(ctx, key("chat-ticket", m.Channel, m.Chat)).Int64()
+		existing, _ := e.rdb.Get(ctx, chatKey(rdb.ChatTicketPrefix, m.Channel, m.Chat)).Int64()
 		return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "already_open", map[string]any{"Ticket": existing})})
 	}
-	history, err := e.rdb.LRange(ctx, key("history", m.Channel, m.Chat), 0, -1).Result()
+	history, err := e.rdb.LRange(ctx, chatKey(rdb.HistoryPrefix, m.Channel, m.Chat), 0, -1).Result()
 	if err != nil {
 		return fmt.Errorf("open ticket: %w", err)
 	}
@@ -221,7 +222,7 @@ func (e *Engine) loadTickets(ctx context.Context, ids []string) ([]*Ticket, erro
 	pipe := e.rdb.Pipeline()
 	cmds := make([]*redis.MapStringStringCmd, len(ids))
 	for i, id := range ids {
-		cmds[i] = pipe.HGetAll(ctx, key("ticket", id))
+		cmds[i] = pipe.HGetAll(ctx, rdb.TicketPrefix+id)
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return nil, fmt.Errorf("load tickets: %w", err)
@@ -256,8 +257,8 @@ func (e *Engine) Search(ctx context.Context, query string, limit int) ([]*Ticket
 		hs := make([]*redis.MapStringStringCmd, len(ids))
 		logs := make([]*redis.StringSliceCmd, len(ids))
 		for i, id := range ids {
-			hs[i] = pipe.HGetAll(ctx, key("ticket", id))
-			logs[i] = pipe.LRange(ctx, key("ticket", id, "log"), 0, -1)
+			hs[i] = pipe.HGetAll(ctx, rdb.TicketPrefix+id)
+			logs[i] = pipe.LRange(ctx, rdb.TicketPrefix+id+":log", 0, -1)
 		}
 		if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 			return nil, fmt.Errorf("search tickets: %w", err)
@@ -401,7 +402,7 @@ func (e *Engine) Resolve(ctx context.Context, id int64, staff Staff) error {
 	if err != nil {
 		return err
 	}
-	if err := releaseScript.Run(ctx, e.rdb, []string{key("chat-ticket", t.Channel, t.Chat)}, id).Err(); err != nil {
+	if err := releaseScript.Run(ctx, e.rdb, []string{chatKey(rdb.ChatTicketPrefix, t.Channel, t.Chat)}, id).Err(); err != nil {
 		return fmt.Errorf("resolve ticket %d: %w", id, err)
 	}
 	pipe := e.rdb.TxPipeline()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"csrdesk/internal/rdb"
 	"csrdesk/templates"
 )
 
@@ -56,18 +57,19 @@ type Status struct {
 }
 
 // A campaign's keys share the hash tag {c<ID>}, so that its scripts stay in one Redis Cluster slot.
-type keys struct{ meta, jobs, queued, cursor, delivery, attempts, failures, retry, counts string }
+type keys struct{ meta, jobs, queued, cursor, lock, delivery, sending, attempts, failures, retry, counts string }
 
 func campaignKeys(id int64) keys {
-	p := "csrdesk:{c" + strconv.FormatInt(id, 10) + "}:"
-	return keys{meta: p + "meta", jobs: p + "jobs", queued: p + "queued", cursor: p + "cursor", delivery: p + "delivery",
-		attempts: p + "attempts", failures: p + "failures", retry: p + "retry", counts: p + "counts"}
+	s := strconv.FormatInt(id, 10)
+	k := func(part string) string { return rdb.CampaignKey(s, part) }
+	return keys{meta: k("meta"), jobs: k("jobs"), queued: k("queued"), cursor: k("cursor"), lock: k("cursor:lock"), delivery: k("delivery"),
+		sending: k("sending"), attempts: k("attempts"), failures: k("failures"), retry: k("retry"), counts: k("counts")}
 }
 
 const (
-	campaignsKey = "csrdesk:campaigns"        // sorted set of campaign ids by creation
-	seqKey       = "csrdesk:campaigns:seq"    // the last id
-	activeKey    = "csrdesk:campaigns:active" // ids of scheduled and running campaigns, for the workers
+	campaignsKey = rdb.Campaigns       // sorted set of campaign ids by creation
+	seqKey       = rdb.CampaignsSeq    // the last id
+	activeKey    = rdb.CampaignsActive // ids of scheduled and running campaigns, for the workers
 	workerGroup  = "workers"
 )
 
@@ -107,7 +109,7 @@ func (s *Store) CreateCampaign(ctx context.Context, c Campaign, check func(Conte
 			}
 		}
 	}
-	id, err := s.rdb.Incr(ctx, seqKey).Result()
+	id, err := rdb.NextID(ctx, s.rdb, seqKey)
 	if err != nil {
 		return nil, fmt.Errorf("campaign: %w", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"csrdesk/internal/rdb"
 	"encoding/base32"
 	"encoding/json"
 	"errors"
@@ -38,7 +39,7 @@ type Event struct {
 }
 
 // eventsKey is a hash of event id -> JSON. Events are few (a handful a year), so one hash keeps listing cheap.
-const eventsKey = "csrdesk:events"
+const eventsKey = rdb.CalendarEvents
 
 // ParseLocal reads a wall time such as "2027-03-09 09:00" (or 2027-03-09T09:00) in the IANA zone tz. A time the
 // zone skips (the hour clocks go forward) is an error rather than silently moved.

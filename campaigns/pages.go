@@ -22,6 +22,7 @@ import (
 	"github.com/yuin/goldmark"
 
 	"csrdesk/faq"
+	"csrdesk/internal/rdb"
 	"csrdesk/templates"
 )
 
@@ -101,7 +102,7 @@ func (s *Subscriptions) Subscribe(ctx context.Context, req Subscription) error {
 
 // allow counts a confirmation mail to an address: at most PerDay a day.
 func (s *Subscriptions) allow(ctx context.Context, email string) error {
-	key := "csrdesk:{subs}:confirm-mails:" + SuppressionHash(email)
+	key := rdb.SubsPrefix + "confirm-mails:" + SuppressionHash(email)
 	n, err := s.store.rdb.Incr(ctx, key).Result()
 	if err != nil {
 		return err

@@ -439,7 +439,7 @@ func (w *Worker) schedule(ctx context.Context, c *Campaign) error {
 	if done, _ := w.rdb.HGet(ctx, k.cursor, ".done").Result(); done == "1" {
 		return nil
 	}
-	lock := k.cursor + ":lock"
+	lock := k.lock
 	ok, err := w.rdb.SetNX(ctx, lock, w.consumer, 30*time.Second).Result()
 	if err != nil || !ok {
 		return err
@@ -770,7 +770,7 @@ func (w *Worker) wait(ctx context.Context) error {
 		return nil
 	}
 	for {
-		res, err := w.limiter.Allow(ctx, "csrdesk:mail:rate", redis_rate.PerSecond(w.cfg.Rate))
+		res, err := w.limiter.Allow(ctx, rdb.MailRate, redis_rate.PerSecond(w.cfg.Rate))
 		if err != nil {
 			return err
 		}

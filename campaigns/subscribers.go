@@ -23,6 +23,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"csrdesk/faq"
+	"csrdesk/internal/rdb"
 )
 
 // Subscriber states. Only active subscribers receive campaigns; a subscriber is active once they have confirmed
@@ -78,17 +79,17 @@ func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb, now: t
 // Subscriber and list keys share the hash tag {subs}: an import's transaction and scripts touch several of
 // them, which Redis Cluster allows only within one slot.
 const (
-	listsKey = "csrdesk:{subs}:lists" // hash: list name -> JSON {created}
-	subsKey  = "csrdesk:{subs}:all"   // sorted set of every subscriber's email, by creation time
+	listsKey = rdb.SubsPrefix + "lists" // hash: list name -> JSON {created}
+	subsKey  = rdb.SubsPrefix + "all"   // sorted set of every subscriber's email, by creation time
 )
 
-func subKey(email string) string     { return "csrdesk:{subs}:subscriber:" + email }
-func membersKey(list string) string  { return "csrdesk:{subs}:list:" + list }     // sorted by time added
-func consentKey(email string) string { return "csrdesk:{subs}:consent:" + email } // list of Consent JSON, oldest first
+func subKey(email string) string     { return rdb.SubsPrefix + "subscriber:" + email }
+func membersKey(list string) string  { return rdb.SubsPrefix + "list:" + list }     // sorted by time added
+func consentKey(email string) string { return rdb.SubsPrefix + "consent:" + email } // list of Consent JSON, oldest first
 
 const (
-	idsKey        = "csrdesk:{subs}:ids"        // hash: subscriber id -> email
-	suppressedKey = "csrdesk:{subs}:suppressed" // set of SuppressionHash of erased addresses
+	idsKey        = rdb.SubsPrefix + "ids"        // hash: subscriber id -> email
+	suppressedKey = rdb.SubsPrefix + "suppressed" // set of SuppressionHash of erased addresses
 )
 
 // newID returns a subscriber id: 10 characters of lower-case base32 (50 random bits).

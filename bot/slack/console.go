@@ -21,8 +21,8 @@ import (
 
 const consoleGroup = "slack-console"
 
-func cardKey(ticket int64) string { return "csrdesk:slack:card:" + strconv.FormatInt(ticket, 10) }
-func threadKey(ts string) string  { return "csrdesk:slack:thread:" + ts }
+func cardKey(ticket int64) string { return rdb.SlackCardPrefix + strconv.FormatInt(ticket, 10) }
+func threadKey(ts string) string  { return rdb.SlackThreadPrefix + ts }
 
 func (s *Slack) console(ctx context.Context) {
 	if err := rdb.EnsureGroup(ctx, s.rdb, bot.EventsStream, consoleGroup, "$"); err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/slack-go/slack/slackevents"
 
 	"csrdesk/bot"
+	"csrdesk/internal/rdb"
 )
 
 // fuzzCardTS is the staff card of the ticket a fuzz fixture opens: thread replies and card buttons name it.
@@ -75,7 +76,7 @@ func FuzzEvents(f *testing.F) {
 		// Forget the event id, so that the next input with the same id is handled rather than skipped as seen.
 		if ev, err := slackevents.ParseEvent(json.RawMessage(body), slackevents.OptionNoVerifyToken()); err == nil {
 			if outer, _ := ev.Data.(*slackevents.EventsAPICallbackEvent); outer != nil && outer.EventID != "" {
-				fx.slack.rdb.Del(context.Background(), "csrdesk:slack:event:"+outer.EventID)
+				fx.slack.rdb.Del(context.Background(), rdb.SlackEventPrefix+outer.EventID)
 			}
 		}
 	})

@@ -25,6 +25,7 @@ import (
 
 	"csrdesk/bot"
 	"csrdesk/faq"
+	"csrdesk/internal/rdb"
 )
 
 // ChannelName is the name Slack messages carry in the engine.
@@ -267,7 +268,7 @@ func (s *Slack) handleEvent(ctx context.Context, eventID string, inner slackeven
 	if eventID == "" {
 		return s.event(ctx, inner)
 	}
-	return bot.Once(ctx, s.rdb, "csrdesk:slack:event:"+eventID, func(ctx context.Context) error { return s.event(ctx, inner) })
+	return bot.Once(ctx, s.rdb, rdb.SlackEventPrefix+eventID, func(ctx context.Context) error { return s.event(ctx, inner) })
 }
 
 func (s *Slack) event(ctx context.Context, inner slackevents.EventsAPIInnerEvent) error {
@@ -365,7 +366,7 @@ func (s *Slack) handleInteraction(ctx context.Context, ic slack.InteractionCallb
 
 // userName returns a Slack user's display name, cached for a day; the user id when Slack cannot tell.
 func (s *Slack) userName(ctx context.Context, id string) string {
-	k := "csrdesk:slack:user:" + id
+	k := rdb.SlackUserPrefix + id
 	if name, err := s.rdb.Get(ctx, k).Result(); err == nil {
 		return name
 	}

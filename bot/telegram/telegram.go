@@ -21,6 +21,7 @@ import (
 
 	"csrdesk/bot"
 	"csrdesk/faq"
+	"csrdesk/internal/rdb"
 )
 
 // ChannelName is the name Telegram messages carry in the engine.
@@ -103,7 +104,7 @@ func (b *Bot) Run(ctx context.Context) error {
 	return b.poll(ctx)
 }
 
-var offsetKey = "csrdesk:telegram:offset"
+const offsetKey = rdb.TelegramOffset
 
 // poll reads updates with getUpdates. The offset is kept in Redis and advanced only past handled updates, so a
 // restart neither skips nor (thanks to the de-duplication in handle) answers twice.
@@ -181,7 +182,7 @@ func (b *Bot) handle(ctx context.Context, u tgbotapi.Update) error {
 	if !ok {
 		return nil
 	}
-	return bot.Once(ctx, b.rdb, fmt.Sprintf("csrdesk:telegram:update:%d", u.UpdateID), func(ctx context.Context) error {
+	return bot.Once(ctx, b.rdb, rdb.TelegramUpdatePrefix+strconv.Itoa(u.UpdateID), func(ctx context.Context) error {
 		if u.CallbackQuery != nil {
 			// Stop the button's spinner; best effort, the answer itself comes as a message.
 			if _, err := b.api.Request(tgbotapi.NewCallback(u.CallbackQuery.ID, "")); err != nil {
@@ -285,14 +286,14 @@ func (b *Bot) pace(ctx context.Context, chat int64) error {
 		key   string
 		limit redis_rate.Limit
 	}{
-		{"csrdesk:telegram:pace:all", b.cfg.Overall},
-		{"csrdesk:telegram:pace:chat:" + strconv.FormatInt(chat, 10), b.cfg.PerChat},
+		{rdb.TelegramPacePrefix + "all", b.cfg.Overall},
+		{rdb.TelegramPacePrefix + "chat:" + strconv.FormatInt(chat, 10), b.cfg.PerChat},
 	}
 	if chat < 0 { // groups have negative ids
 		limits = append(limits, struct {
 			key   string
 			limit redis_rate.Limit
-		}{"csrdesk:telegram:pace:group:" + strconv.FormatInt(chat, 10), b.cfg.PerGroup})
+		}{rdb.TelegramPacePrefix + "group:" + strconv.FormatInt(chat, 10), b.cfg.PerGroup})
 	}
 	for _, l := range limits {
 		for {

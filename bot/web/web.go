@@ -99,7 +99,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	s.registerStaff(mux)
 }
 
-func streamKey(chat string) string { return "csrdesk:web:" + chat }
+func streamKey(chat string) string { return rdb.WebChatPrefix + chat }
 
 var chatID = regexp.MustCompile(`^[0-9a-f]{32}$`)
 
@@ -167,7 +167,7 @@ func (s *Server) allow(r *http.Request, what string, limit redis_rate.Limit) boo
 	if err != nil {
 		host = r.RemoteAddr
 	}
-	res, err := s.limit.Allow(r.Context(), "csrdesk:ratelimit:"+what+":"+host, limit)
+	res, err := s.limit.Allow(r.Context(), rdb.WebRatePrefix+what+":"+host, limit)
 	if err != nil {
 		s.log.Warn("rate limit", "what", what, "err", err)
 		return true

@@ -18,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/redis/go-redis/v9"
 
 	"csrdesk/bot"
 	"csrdesk/bot/slack"
@@ -53,7 +52,7 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	rc, err := rdb.Open(ctx, cfg.RedisURL)
+	rc, ds, err := openRedis(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -75,7 +74,7 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 		log.Warn("the staff inbox is off: set CSRDESK_STAFF_TOKEN or CSRDESK_STAFF_USERS")
 	}
 
-	mux := newMux(kb, rc)
+	mux := newMux(kb, ds)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	webSrv.Register(mux)
 
@@ -84,7 +83,7 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 		return err
 	}
 	store := campaigns.NewStore(rc)
-	reg.MustRegister(queues{engine: engine, store: store})
+	reg.MustRegister(queues{engine: engine, store: store}, redisHealth{ds})
 	mailWorker := campaigns.NewWorker(store, m.transport, m.layout, m.worker, log)
 	subs, err := campaigns.NewSubscriptions(store, m.transport,
 		campaigns.SubscriptionsConfig{PublicURL: cfg.PublicURL, From: cfg.MailFrom, Secret: m.worker.Secret}, log)
@@ -161,6 +160,7 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 		}
 	}()
 	go remind(ctx, engine, log)
+	go ds.Watch(ctx, datasetCheck)
 	workerCtx, stopWorker := context.WithCancel(ctx)
 	workerDone := make(chan struct{})
 	go func() {
@@ -209,17 +209,9 @@ func remind(ctx context.Context, engine *bot.Engine, log *slog.Logger) {
 // maxQuestion is the longest question the API takes, in bytes.
 const maxQuestion = 4000
 
-func newMux(kb *faq.Live, rc redis.UniversalClient) *http.ServeMux {
+func newMux(kb *faq.Live, ds *rdb.Dataset) *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := rc.Ping(ctx).Err(); err != nil {
-			http.Error(w, "redis unreachable", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ok\n")
-	})
+	mux.HandleFunc("GET /healthz", healthHandler(ds))
 	// GET /api/faq/ask?q=...&lang=xx: the matcher's decision, as csrdesk faq ask --json prints it.
 	mux.HandleFunc("GET /api/faq/ask", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query().Get("q")

@@ -23,7 +23,7 @@ import (
 
 // withStore connects to Redis for a command that works on subscribers and lists.
 func withStore(ctx context.Context, cfg config, fn func(*campaigns.Store) error) error {
-	rc, err := rdb.Open(ctx, cfg.RedisURL)
+	rc, _, err := openRedis(ctx, cfg, newLogger(cfg, os.Stderr))
 	if err != nil {
 		return err
 	}

@@ -5,7 +5,6 @@ import (
 	"io"
 
 	"csrdesk/campaigns"
-	"csrdesk/internal/rdb"
 )
 
 // worker delivers campaigns until ctx is done: csrdesk worker, for running workers apart from the help desk.
@@ -14,11 +13,12 @@ func worker(ctx context.Context, cfg config, args []string, stderr io.Writer) er
 		return usageError("worker takes no arguments; configure it with CSRDESK_* variables")
 	}
 	log := newLogger(cfg, stderr)
-	rc, err := rdb.Open(ctx, cfg.RedisURL)
+	rc, ds, err := openRedis(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
 	defer rc.Close()
+	go ds.Watch(ctx, datasetCheck)
 	m, err := mailer(cfg)
 	if err != nil {
 		return err

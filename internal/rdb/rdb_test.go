@@ -1,4 +1,4 @@
-package rdb
+package rdb_test
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/redis/go-redis/v9"
 
+	"csrdesk/internal/rdb"
 	"csrdesk/internal/rdb/rdbtest"
 )
 
@@ -23,21 +24,21 @@ func TestParseURL(t *testing.T) {
 		{"redis://s1:26379,s2:26379/1?master=mymaster", redis.UniversalOptions{Addrs: []string{"s1:26379", "s2:26379"}, MasterName: "mymaster", DB: 1}},
 	}
 	for _, tt := range tests {
-		got, err := ParseURL(tt.url)
+		got, err := rdb.ParseURL(tt.url)
 		if err != nil {
-			t.Errorf("ParseURL(%q): %v", tt.url, err)
+			t.Errorf("rdb.ParseURL(%q): %v", tt.url, err)
 			continue
 		}
 		if diff := cmp.Diff(tt.want, *got, cmpopts.IgnoreUnexported(redis.UniversalOptions{})); diff != "" {
-			t.Errorf("ParseURL(%q) (-want +got):\n%s", tt.url, diff)
+			t.Errorf("rdb.ParseURL(%q) (-want +got):\n%s", tt.url, diff)
 		}
 	}
 	for _, bad := range []string{"http://x", "redis://[::1", "redis://h/notadb", "redis://a,,b"} {
-		if _, err := ParseURL(bad); err == nil {
-			t.Errorf("ParseURL(%q) accepted", bad)
+		if _, err := rdb.ParseURL(bad); err == nil {
+			t.Errorf("rdb.ParseURL(%q) accepted", bad)
 		}
 	}
-	if got := Redact("redis://user:secret@h:1/0"); strings.Contains(got, "secret") {
+	if got := rdb.Redact("redis://user:secret@h:1/0"); strings.Contains(got, "secret") {
 		t.Errorf("Redact left the password in: %s", got)
 	}
 }
@@ -48,7 +49,7 @@ func TestOpen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Stop()
-	c, err := Open(context.Background(), srv.URL(3))
+	c, err := rdb.Open(context.Background(), srv.URL(3))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +57,7 @@ func TestOpen(t *testing.T) {
 	if err := c.Set(context.Background(), "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(context.Background(), "redis://127.0.0.1:1/0"); err == nil {
+	if _, err := rdb.Open(context.Background(), "redis://127.0.0.1:1/0"); err == nil {
 		t.Error("Open succeeded with no server")
 	}
 }

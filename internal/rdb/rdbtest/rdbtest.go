@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"csrdesk/internal/rdb"
 )
 
 // Server is a redis-server process with its own port and data folder.
@@ -139,14 +141,20 @@ func (s *Server) Stop() {
 // URL returns a redis:// URL for database db.
 func (s *Server) URL(db int) string { return fmt.Sprintf("redis://%s/%d", s.Addr, db) }
 
-// DB returns a fresh, empty database number for one test; tests that run in parallel get different ones.
+// DB returns a fresh database number for one test; tests that run in parallel get different ones. It is empty
+// but for its id counters, set to 0 so that the first ticket and campaign are 1 (rdb.NextID starts a counter it
+// does not find much higher).
 func (s *Server) DB(tb testing.TB) int {
 	tb.Helper()
 	db := int(s.next.Add(1)) % 64
 	c := redis.NewClient(&redis.Options{Addr: s.Addr, DB: db})
 	defer c.Close()
-	if err := c.FlushDB(context.Background()).Err(); err != nil {
+	ctx := context.Background()
+	if err := c.FlushDB(ctx).Err(); err != nil {
 		tb.Fatalf("flush redis db %d: %v", db, err)
+	}
+	if err := c.MSet(ctx, rdb.TicketsSeq, 0, rdb.CampaignsSeq, 0).Err(); err != nil {
+		tb.Fatalf("redis db %d: %v", db, err)
 	}
 	return db
 }
