@@ -109,7 +109,7 @@ func (s *Store) Erase(ctx context.Context, email string) error {
 	}
 	return s.eachCampaign(ctx, func(c *Campaign) error {
 		k := campaignKeys(c.ID)
-		keys := []string{k.delivery, k.attempts, k.failures, k.queued, k.retry, k.counts, k.jobs}
+		keys := []string{k.delivery, k.attempts, k.failures, k.queued, k.retry, k.counts, k.jobs, k.sending}
 		if err := eraseScript.Run(ctx, s.rdb, keys, email, workerGroup).Err(); err != nil {
 			return fmt.Errorf("erase: campaign %d: %w", c.ID, err)
 		}
@@ -132,6 +132,7 @@ redis.call('HDEL', KEYS[2], email)
 redis.call('HDEL', KEYS[3], email)
 redis.call('SREM', KEYS[4], email)
 redis.call('ZREM', KEYS[5], email)
+redis.call('HDEL', KEYS[8], email)
 -- Jobs for the address: few, and only while the campaign runs. A job a worker holds (pending) or that none has
 -- read yet (after the group's last delivered one) is not recorded: count it. A worker holding it finds it
 -- acknowledged and does not count it again. The others are recorded, kept until trimmed: only deleted.

@@ -23,9 +23,12 @@ import (
 // The send queue. Each running campaign has a Redis stream of jobs, one per recipient, read by the consumer
 // group "workers". A scheduler (whichever worker holds the campaign's lock) pages through the lists' members and
 // adds jobs; it records how far it got in the same script that adds them, so a crash neither skips nor doubles a
-// recipient. A worker checks the recipient's delivery record, takes a token from the rate limiter all workers
-// share, sends, then records the outcome and acknowledges the job. A 4xx goes to a delayed set and comes back later; a
-// 5xx is final. Jobs held by a worker that died are claimed by another after a while.
+// recipient. A worker takes a token from the rate limiter all workers share, then takes the recipient for sending
+// (takeScript: in one step, the job is still its own, the recipient has no final outcome and no other job of theirs
+// is being sent), sends, then records the outcome and acknowledges the job. A 4xx goes to a delayed set and comes
+// back later; a 5xx is final. Jobs held by a worker that died are claimed by another after ClaimIdle; a worker
+// that is alive renews its claim on every job it holds a few times per ClaimIdle (keepScript), however long it
+// waits for the mail server or for Redis, so nobody takes them over from it.
 //
 // Outcomes are committed in groups: one recorder per worker gathers what its connections report while its
 // previous commit is on the wire and writes them in one script per campaign. A connection sends its next message
@@ -45,6 +48,7 @@ type WorkerConfig struct {
 	PublicURL   string           // where unsubscribe links point
 	Secret      []byte           // signs unsubscribe links
 	Poll        time.Duration    // how often an idle worker looks for work
+	Drain       time.Duration    // how long a worker shutting down keeps trying to record what it sent
 	Bounces     string           // the return path's base, e.g. bounces@platform.example; empty for bounces@ the From's domain
 	DKIM        *mail.DKIMSigner // signs every message, List-Unsubscribe headers included; nil for no DKIM
 }
@@ -52,7 +56,7 @@ type WorkerConfig struct {
 // DefaultWorkerConfig returns the defaults.
 func DefaultWorkerConfig() WorkerConfig {
 	return WorkerConfig{Rate: 0, Conns: 8, MaxAttempts: 6, RetryBase: time.Minute, ClaimIdle: 2 * time.Minute, Ahead: 5000,
-		PauseAfter: 50, HardBounces: 3, Poll: 500 * time.Millisecond}
+		PauseAfter: 50, HardBounces: 3, Poll: 500 * time.Millisecond, Drain: 10 * time.Second}
 }
 
 // Worker delivers running campaigns.
@@ -72,13 +76,16 @@ type Worker struct {
 	groups    map[int64]bool
 	fails     map[int64]int // consecutive failures, for the automatic pause
 	lastClaim map[int64]time.Time
+	held      map[int64]map[string]bool // the jobs read and not yet recorded or given back, by campaign
+	gone      map[int64]bool            // campaigns found missing from Redis, said once
 }
 
 // NewWorker returns a worker that sends through t.
 func NewWorker(store *Store, t Transport, layout *templates.Mail, cfg WorkerConfig, log *slog.Logger) *Worker {
 	return &Worker{store: store, rdb: store.rdb, transport: t, layout: layout, limiter: redis_rate.NewLimiter(store.rdb), cfg: cfg, log: log,
 		consumer: rdb.Consumer(),
-		mailings: map[int64]*Mailing{}, segments: map[int64]*vm.Program{}, groups: map[int64]bool{}, fails: map[int64]int{}, lastClaim: map[int64]time.Time{}}
+		mailings: map[int64]*Mailing{}, segments: map[int64]*vm.Program{}, groups: map[int64]bool{}, fails: map[int64]int{}, lastClaim: map[int64]time.Time{},
+		held: map[int64]map[string]bool{}, gone: map[int64]bool{}}
 }
 
 type job struct {
@@ -91,28 +98,47 @@ type job struct {
 	err  error
 }
 
-// Run works until ctx is done, then finishes the jobs it has taken.
+// Run works until ctx is done, then finishes the jobs it has taken: a message being sent is sent and recorded,
+// the jobs not started yet go back to the queue.
 func (w *Worker) Run(ctx context.Context) error {
-	jobs := make(chan job, w.cfg.Conns)
-	outcomes := make(chan result, w.cfg.Conns)
-	recorded := make(chan struct{})
-	go func() { w.recorder(context.WithoutCancel(ctx), outcomes); close(recorded) }()
-	var wg sync.WaitGroup
+	conns := make([]Conn, 0, w.cfg.Conns)
 	for range w.cfg.Conns {
 		conn, err := w.transport.Open()
 		if err != nil {
-			close(outcomes)
+			for _, c := range conns {
+				c.Close()
+			}
 			return fmt.Errorf("worker: %w", err)
 		}
+		conns = append(conns, conn)
+	}
+	jobs := make(chan job, w.cfg.Conns)
+	outcomes := make(chan result, w.cfg.Conns)
+	recorded := make(chan struct{})
+	go func() { w.recorder(ctx, outcomes); close(recorded) }()
+	keepDone := make(chan struct{})
+	keepCtx, stopKeep := context.WithCancel(context.WithoutCancel(ctx))
+	go func() { w.keepClaims(keepCtx); close(keepDone) }()
+	var wg sync.WaitGroup
+	for _, conn := range conns {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer conn.Close()
 			var last chan struct{} // the previous outcome's commit
-			down := 0              // connection failures in a row
+			down := 0              // connection (or Redis) failures in a row
 			for j := range jobs {
-				r := w.process(context.WithoutCancel(ctx), conn, j)
+				if ctx.Err() != nil {
+					// Shutting down: what is not started yet goes back to the queue at once.
+					w.release(context.WithoutCancel(ctx), j.c.ID, []job{j})
+					continue
+				}
+				r := w.process(ctx, conn, j)
 				if r.kind == "" {
+					w.unhold(j)
+					if r.o.down {
+						down = w.pause(ctx, down, "worker: Redis refuses the step before a send; waiting", r.o.reason)
+					}
 					continue // nothing to record: the job stays pending and is claimed again
 				}
 				if last != nil {
@@ -125,13 +151,7 @@ func (w *Worker) Run(ctx context.Context) error {
 					down = 0
 					continue
 				}
-				wait := min(time.Second<<min(down, 5), 30*time.Second)
-				down++
-				w.log.Warn("worker: the mail server is unreachable or refuses the sender; waiting", "wait", wait, "err", r.o.reason)
-				select {
-				case <-ctx.Done():
-				case <-time.After(wait):
-				}
+				down = w.pause(ctx, down, "worker: the mail server is unreachable or refuses the sender; waiting", r.o.reason)
 			}
 			if last != nil {
 				<-last
@@ -143,6 +163,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		wg.Wait()
 		close(outcomes)
 		<-recorded
+		stopKeep()
+		<-keepDone
 	}()
 	for ctx.Err() == nil {
 		busy, err := w.round(ctx, jobs)
@@ -159,6 +181,117 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
+// pause waits before a connection tries again after its down-th failure in a row, longer each time up to 30 s,
+// or until ctx is done; it returns the new count.
+func (w *Worker) pause(ctx context.Context, down int, msg, reason string) int {
+	wait := min(time.Second<<min(down, 5), 30*time.Second)
+	w.log.Warn(msg, "wait", wait, "err", reason)
+	select {
+	case <-ctx.Done():
+	case <-time.After(wait):
+	}
+	return down + 1
+}
+
+// keepScript renews this worker's claim on the jobs it holds (ARGV: the group, the consumer, then the entries):
+// XCLAIM with an idle time of 0 resets a job's idle time, so another worker's XAUTOCLAIM leaves it alone. A job
+// another worker has claimed meanwhile is left to it.
+var keepScript = redis.NewScript(`
+local kept = 0
+for i = 3, #ARGV do
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) == 1 then
+    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
+    kept = kept + 1
+  end
+end
+return kept`)
+
+// keepClaims renews the claim on every job this worker holds, four times per ClaimIdle, until ctx is done.
+func (w *Worker) keepClaims(ctx context.Context) {
+	t := time.NewTicker(max(w.cfg.ClaimIdle/4, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		held := map[int64][]any{}
+		for id, jobs := range w.held {
+			for entry := range jobs {
+				held[id] = append(held[id], entry)
+			}
+		}
+		w.mu.Unlock()
+		for id, entries := range held {
+			for len(entries) > 0 {
+				n := min(len(entries), 500)
+				args := append([]any{workerGroup, w.consumer}, entries[:n]...)
+				entries = entries[n:]
+				if err := keepScript.Run(ctx, w.rdb, []string{campaignKeys(id).jobs}, args...).Err(); err != nil && ctx.Err() == nil {
+					w.log.Warn("worker: renew the claim on held jobs", "campaign_id", id, "err", err)
+				}
+			}
+		}
+	}
+}
+
+func (w *Worker) hold(c int64, msgs []redis.XMessage) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.held[c] == nil {
+		w.held[c] = map[string]bool{}
+	}
+	for _, m := range msgs {
+		w.held[c][m.ID] = true
+	}
+}
+
+func (w *Worker) unhold(jobs ...job) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, j := range jobs {
+		delete(w.held[j.c.ID], j.id)
+		if len(w.held[j.c.ID]) == 0 {
+			delete(w.held, j.c.ID)
+		}
+	}
+}
+
+// forget drops what the worker keeps about campaigns that are no longer active.
+func (w *Worker) forget(active map[int64]bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, m := range []map[int64]bool{w.groups, w.gone} {
+		for id := range m {
+			if !active[id] {
+				delete(m, id)
+			}
+		}
+	}
+	for id := range w.mailings {
+		if !active[id] {
+			delete(w.mailings, id)
+		}
+	}
+	for id := range w.segments {
+		if !active[id] {
+			delete(w.segments, id)
+		}
+	}
+	for id := range w.fails {
+		if !active[id] {
+			delete(w.fails, id)
+		}
+	}
+	for id := range w.lastClaim {
+		if !active[id] {
+			delete(w.lastClaim, id)
+		}
+	}
+}
+
 // round visits every active campaign once; it reports whether it found work.
 func (w *Worker) round(ctx context.Context, jobs chan<- job) (bool, error) {
 	ids, err := w.rdb.SMembers(ctx, activeKey).Result()
@@ -166,22 +299,36 @@ func (w *Worker) round(ctx context.Context, jobs chan<- job) (bool, error) {
 		return false, err
 	}
 	busy := false
+	active := map[int64]bool{}
+	defer w.forget(active)
 	for _, s := range ids {
 		id, _ := strconv.ParseInt(s, 10, 64)
+		active[id] = true
 		c, err := w.store.Campaign(ctx, id)
 		if errors.Is(err, ErrNotFound) {
-			w.rdb.SRem(ctx, activeKey, id)
+			if err := w.rdb.SRem(ctx, activeKey, id).Err(); err != nil {
+				return busy, err
+			}
 			continue
 		}
 		if err != nil {
 			return busy, err
 		}
 		if c.State == Scheduled && !c.SendAt.After(time.Now()) {
-			transitionScript.Run(ctx, w.rdb, []string{campaignKeys(id).meta}, Running, "", Scheduled)
-			c.State = Running
+			res, err := transitionScript.Run(ctx, w.rdb, []string{campaignKeys(id).meta}, Running, "", Scheduled).Slice()
+			if err != nil {
+				return busy, fmt.Errorf("campaign %d: start at its time: %w", id, err)
+			}
+			if res[0].(int64) == 1 {
+				c.State = Running
+			} else if c, err = w.store.Campaign(ctx, id); err != nil { // paused or cancelled meanwhile
+				return busy, err
+			}
 		}
 		if c.State == Cancelled || c.State == Finished {
-			w.rdb.SRem(ctx, activeKey, id)
+			if err := w.rdb.SRem(ctx, activeKey, id).Err(); err != nil {
+				return busy, err
+			}
 			continue
 		}
 		if c.State != Running {
@@ -232,6 +379,7 @@ func (w *Worker) work(ctx context.Context, c *Campaign, jobs chan<- job) (int, e
 			msgs = append(msgs, st.Messages...)
 		}
 	}
+	w.hold(c.ID, msgs)
 	if len(msgs) > 0 && c.Event != "" {
 		w.followEvent(ctx, c)
 	}
@@ -261,8 +409,10 @@ func (w *Worker) work(ctx context.Context, c *Campaign, jobs chan<- job) (int, e
 			return 0, err
 		}
 		if done == 1 {
-			w.rdb.SRem(ctx, activeKey, c.ID)
 			w.log.Info("campaign finished", "campaign_id", c.ID)
+			if err := w.rdb.SRem(ctx, activeKey, c.ID).Err(); err != nil {
+				return 0, err // the next round removes it
+			}
 		}
 	}
 	return len(msgs), nil
@@ -318,6 +468,7 @@ func (w *Worker) release(ctx context.Context, id int64, jobs []job) {
 	if err := releaseScript.Run(ctx, w.rdb, []string{campaignKeys(id).jobs}, args...).Err(); err != nil {
 		w.log.Warn("worker: give back jobs", "campaign_id", id, "jobs", len(jobs), "err", err) // claimed later
 	}
+	w.unhold(jobs...)
 }
 
 // readBatch is how many jobs a worker reads at once.
@@ -439,12 +590,16 @@ func (w *Worker) schedule(ctx context.Context, c *Campaign) error {
 	if done, _ := w.rdb.HGet(ctx, k.cursor, ".done").Result(); done == "1" {
 		return nil
 	}
-	lock := k.lock
-	ok, err := w.rdb.SetNX(ctx, lock, w.consumer, 30*time.Second).Result()
+	ok, err := w.rdb.SetNX(ctx, k.lock, w.consumer, 30*time.Second).Result()
 	if err != nil || !ok {
 		return err
 	}
-	defer w.rdb.Del(context.WithoutCancel(ctx), lock)
+	defer func() {
+		// Only our own lock: one that expired while we worked may be another worker's by now.
+		if err := unlockScript.Run(context.WithoutCancel(ctx), w.rdb, []string{k.lock}, w.consumer).Err(); err != nil {
+			w.log.Warn("worker: release the scheduling lock; it expires by itself", "campaign_id", c.ID, "err", err)
+		}
+	}()
 	for added := 0; added < readBatch; {
 		// The recipients queued and not yet done: the stream also holds recorded jobs until trimScript's next pass.
 		st, err := w.store.CampaignStatus(ctx, c.ID)
@@ -494,6 +649,11 @@ func (w *Worker) schedule(ctx context.Context, c *Campaign) error {
 	}
 	return nil
 }
+
+// unlockScript deletes a lock if it is still the caller's.
+var unlockScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`)
 
 // recipients keeps the addresses of active subscribers that the campaign's segment selects.
 func (w *Worker) recipients(ctx context.Context, c *Campaign, emails []string) ([]string, error) {
@@ -551,11 +711,15 @@ func (w *Worker) recipients(ctx context.Context, c *Campaign, emails []string) (
 // deletes them later, in bulk (XDEL looks each one up in its stream node, which costs Redis more than recording
 // them did). ARGV:
 // the group, the most attempts, now and the first retry's wait (ms), then per outcome: address, kind (sent, fail,
-// temp, requeue or drop), stream entry, failure JSON. An outcome for a recipient that already has a final one (a
-// duplicate job) is only acknowledged; a temp outcome below the most attempts goes to the retry set with a
-// doubling wait; a requeue (the mail server unreachable, or refusing the sender) goes back at the end of the
-// queue as it is.
-var recordScript = redis.NewScript(`
+// temp, requeue, drop or ack), stream entry, failure JSON. An outcome for a recipient that already has a final one
+// (a duplicate job) is only acknowledged, as is an ack (another job of the recipient is being sent); a temp
+// outcome below the most attempts goes to the retry set with a doubling wait; a requeue (the mail server
+// unreachable, or refusing the sender) goes back at the end of the queue as it is. The recipient's mark of being
+// sent (takeScript's) goes with its job's outcome. A campaign that is gone from Redis (it lost its data) gets
+// nothing written: -1. The #!lua line makes Redis refuse the whole script up front when it is at maxmemory, rather
+// than stop it at its first write with the deletions before it done.
+var recordScript = redis.NewScript(`#!lua
+if redis.call('EXISTS', KEYS[8]) == 0 then return -1 end
 local maxAttempts, now, base = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local emails, ids = {}, {}
 for i = 5, #ARGV, 4 do
@@ -571,7 +735,8 @@ local sent, sentCount, retryDone = {}, 0, 0
 for n, email in ipairs(emails) do
   local i = 5 + (n - 1) * 4
   local prev, kind = state[email], ARGV[i+1]
-  if prev ~= 'sent' and prev ~= 'failed' then
+  if kind ~= 'ack' and redis.call('HGET', KEYS[7], email) == ARGV[i+2] then redis.call('HDEL', KEYS[7], email) end
+  if prev ~= 'sent' and prev ~= 'failed' and kind ~= 'ack' then
     if kind == 'temp' then
       local tries = redis.call('HINCRBY', KEYS[4], email, 1)
       if tries < maxAttempts then
@@ -619,13 +784,45 @@ return #ids`)
 // result is what a connection reports about one job, for the recorder.
 type result struct {
 	j    job
-	kind string // sent, fail, temp, requeue (the server unreachable, or refusing the sender), drop (an erased subscriber); empty for nothing to record
+	kind string // sent, fail, temp, requeue (the server unreachable, or refusing the sender), drop (an erased subscriber), ack (a duplicate job); empty for nothing to record
 	o    outcome
 	done chan struct{} // closed once committed (or given up: the job then stays pending)
 }
 
-// process sends one job's message, or decides it needs none, and returns what to record.
+// takeScript takes a recipient for sending, right before the SMTP transaction: KEYS meta, delivery, sending, jobs;
+// ARGV the group, the consumer, the job's entry, the address. It answers {what, the delivery record}, what being
+// ok (send: the recipient is marked as being sent by this job, and the claim renewed), gone (the campaign is not
+// in Redis), lost (another worker has claimed the job since), done (the recipient has a final outcome) or busy
+// (another job of the recipient's is being sent by a worker that holds it). A job whose worker died after taking
+// it is taken again by the worker that claims it: its message may have gone out, the one duplicate left.
+var takeScript = redis.NewScript(`#!lua
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone', ''} end
+if #redis.call('XPENDING', KEYS[4], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) == 0 then return {'lost', ''} end
+local prev = redis.call('HGET', KEYS[2], ARGV[4]) or ''
+if prev == 'sent' or prev == 'failed' then return {'done', prev} end
+local holder = redis.call('HGET', KEYS[3], ARGV[4])
+if holder and holder ~= ARGV[3] and #redis.call('XPENDING', KEYS[4], ARGV[1], holder, holder, 1) == 1 then
+  return {'busy', prev}
+end
+redis.call('HSET', KEYS[3], ARGV[4], ARGV[3])
+redis.call('XCLAIM', KEYS[4], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return {'ok', prev}`)
+
+// take runs takeScript for a job; on "ok" it updates the job's delivery record.
+func (w *Worker) take(ctx context.Context, j *job) (string, error) {
+	k := campaignKeys(j.c.ID)
+	res, err := takeScript.Run(ctx, w.rdb, []string{k.meta, k.delivery, k.sending, k.jobs}, workerGroup, w.consumer, j.id, j.email).StringSlice()
+	if err != nil {
+		return "", err
+	}
+	j.prev = res[1]
+	return res[0], nil
+}
+
+// process sends one job's message, or decides it needs none, and returns what to record. Once the message is
+// being sent, nothing cancels it: ctx only stops the wait for the rate limiter.
 func (w *Worker) process(ctx context.Context, conn Conn, j job) result {
+	ctx, stop := context.WithoutCancel(ctx), ctx
 	if j.err != nil {
 		w.log.Warn("worker: read delivery record", "campaign_id", j.c.ID, "err", j.err)
 		return result{}
@@ -644,7 +841,24 @@ func (w *Worker) process(ctx context.Context, conn Conn, j job) result {
 	if err != nil {
 		return result{j: j, kind: "fail", o: outcome{reason: "cannot render: " + oneLine(err.Error())}}
 	}
-	if err := w.wait(ctx); err != nil {
+	if err := w.wait(stop); err != nil {
+		if stop.Err() != nil {
+			w.release(ctx, j.c.ID, []job{j}) // shutting down
+			return result{}
+		}
+		return result{o: outcome{down: true, reason: "rate limiter: " + err.Error()}}
+	}
+	switch what, err := w.take(ctx, &j); {
+	case err != nil:
+		return result{o: outcome{down: true, reason: "take the recipient: " + err.Error()}}
+	case what == "done":
+		return result{j: j, kind: "sent"} // only acknowledged
+	case what == "busy":
+		return result{j: j, kind: "ack"}
+	case what == "gone":
+		w.campaignGone(j.c.ID)
+		return result{}
+	case what == "lost":
 		return result{}
 	}
 	if err := conn.Send(ctx, m); err != nil {
@@ -703,6 +917,7 @@ func (w *Worker) recorder(ctx context.Context, in <-chan result) {
 		linger.Stop()
 		w.commit(ctx, group)
 		for _, r := range group {
+			w.unhold(r.j)
 			close(r.done)
 		}
 	}
@@ -724,23 +939,44 @@ func (w *Worker) commit(ctx context.Context, group []result) {
 		}
 		byCampaign[id] = append(byCampaign[id], r.j.email, r.kind, r.j.id, failure)
 	}
-	// Redis may be restarting: try again for a while rather than leave messages already sent unrecorded, to be
-	// sent again by whoever claims their jobs. The connections wait meanwhile, so nothing more goes out unrecorded.
-	giveUp := now.Add(w.cfg.ClaimIdle / 2)
+	// Redis may be restarting, or full: try again for as long as it takes rather than leave messages already sent
+	// unrecorded, to be sent again by whoever claims their jobs (keepClaims keeps them ours meanwhile). The
+	// connections wait, so nothing more goes out unrecorded. Only shutting down gives up, after Drain.
+	var giveUp <-chan time.Time
 	for id, args := range byCampaign {
 		k := campaignKeys(id)
 		for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
-			err := recordScript.Run(ctx, w.rdb, []string{k.delivery, k.counts, k.jobs, k.attempts, k.retry, k.failures}, args...).Err()
+			n, err := recordScript.Run(context.WithoutCancel(ctx), w.rdb, []string{k.delivery, k.counts, k.jobs, k.attempts, k.retry, k.failures, k.sending, k.meta}, args...).Int()
 			if err == nil {
+				if n < 0 {
+					w.campaignGone(id)
+				}
 				break
 			}
-			if time.Now().After(giveUp) {
-				w.log.Error("worker: record outcomes", "campaign_id", id, "outcomes", (len(args)-4)/4, "err", err) // the jobs stay pending
-				break
+			if giveUp == nil && ctx.Err() != nil {
+				giveUp = time.After(w.cfg.Drain)
 			}
 			w.log.Warn("worker: record outcomes; trying again", "campaign_id", id, "wait", wait, "err", err)
-			time.Sleep(wait)
+			select {
+			case <-time.After(wait):
+				continue
+			case <-giveUp:
+			}
+			w.log.Error("worker: shutting down with outcomes not recorded; their jobs are claimed again and sent again if they were sent",
+				"campaign_id", id, "outcomes", (len(args)-4)/4, "err", err)
+			break
 		}
+	}
+}
+
+// campaignGone says, once per campaign, that Redis no longer has a campaign this worker holds jobs of.
+func (w *Worker) campaignGone(id int64) {
+	w.mu.Lock()
+	said := w.gone[id]
+	w.gone[id] = true
+	w.mu.Unlock()
+	if !said {
+		w.log.Error("worker: the campaign is gone from Redis (did it lose its data?); its outcomes are not written", "campaign_id", id)
 	}
 }
 
@@ -752,15 +988,27 @@ func (w *Worker) failed(ctx context.Context, c *Campaign, o outcome) {
 	w.mu.Unlock()
 	if w.cfg.PauseAfter > 0 && n == w.cfg.PauseAfter {
 		reason := fmt.Sprintf("paused by itself after %d failures in a row; last: %d %s", n, o.code, o.reason)
-		transitionScript.Run(ctx, w.rdb, []string{campaignKeys(c.ID).meta}, Paused, reason, Running)
+		if err := transitionScript.Run(ctx, w.rdb, []string{campaignKeys(c.ID).meta}, Paused, reason, Running).Err(); err != nil {
+			w.log.Error("campaign: the mail server refuses everything, and the campaign could not be paused", "campaign_id", c.ID, "reason", reason, "err", err)
+			w.mu.Lock()
+			w.fails[c.ID] = 0 // try to pause it again after as many failures more
+			w.mu.Unlock()
+			return
+		}
 		w.log.Error("campaign paused: the mail server refuses everything", "campaign_id", c.ID, "reason", reason)
 	}
 }
 
 func (w *Worker) hardBounce(ctx context.Context, email string) {
 	n, err := w.rdb.HIncrBy(ctx, subKey(email), "hard_bounces", 1).Result()
-	if err == nil && w.cfg.HardBounces > 0 && n >= int64(w.cfg.HardBounces) {
-		w.rdb.HSet(ctx, subKey(email), "status", Bounced)
+	if err != nil {
+		w.log.Warn("worker: count a hard bounce", "err", err)
+		return
+	}
+	if w.cfg.HardBounces > 0 && n >= int64(w.cfg.HardBounces) {
+		if err := w.rdb.HSet(ctx, subKey(email), "status", Bounced).Err(); err != nil {
+			w.log.Warn("worker: mark a subscriber bounced", "err", err)
+		}
 	}
 }
 
@@ -777,7 +1025,11 @@ func (w *Worker) wait(ctx context.Context) error {
 		if res.Allowed > 0 {
 			return nil
 		}
-		time.Sleep(res.RetryAfter)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(res.RetryAfter):
+		}
 	}
 }
 
