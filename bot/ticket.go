@@ -446,7 +446,10 @@ func (e *Engine) rate(ctx context.Context, m Message, conv *conv, lang faq.Lang)
 		e.metrics.Rating.Observe(float64(n))
 		pipe := e.rdb.TxPipeline()
 		e.event(ctx, pipe, id, "rated", LogEntry{From: "event", Text: fmt.Sprintf("rated %d/5", n)})
-		pipe.Exec(ctx)
+		if _, err := pipe.Exec(ctx); err != nil {
+			// The rating is stored; only its line in the log and the staff faces' notice are missing.
+			e.log.Warn("rate ticket: log the rating", "ticket_id", id, "err", err)
+		}
 	}
 	return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(lang, "rated", nil)})
 }
@@ -472,7 +475,11 @@ func (e *Engine) RemindUnclaimed(ctx context.Context) (int, error) {
 		}
 		pipe := e.rdb.TxPipeline()
 		e.event(ctx, pipe, id, "reminder", LogEntry{From: "event", Text: fmt.Sprintf("still unclaimed after %s", e.cfg.RemindAfter)})
-		pipe.Exec(ctx)
+		if _, err := pipe.Exec(ctx); err != nil {
+			// Not raised after all: the next run (of any process) tries again.
+			e.rdb.HDel(context.WithoutCancel(ctx), ticketKey(id), "reminded")
+			return n, fmt.Errorf("reminders: ticket %d: %w", id, err)
+		}
 		e.metrics.Tickets.WithLabelValues("reminded").Inc()
 		e.log.Warn("ticket unclaimed", "ticket_id", id, "waiting", now.Sub(time.UnixMilli(int64(z.Score))).Round(time.Minute))
 		n++

@@ -207,10 +207,11 @@ func (s *Store) Transition(ctx context.Context, id int64, op string) (*Campaign,
 	}
 	switch to {
 	case Running, Scheduled:
-		if op == "start" {
-			s.rdb.HSet(ctx, campaignKeys(id).meta, "started", s.now().UTC().Format(time.RFC3339Nano))
-		}
+		// Active first: a campaign in its new state that the workers do not know of would never be sent.
 		err = s.rdb.SAdd(ctx, activeKey, id).Err()
+		if op == "start" && err == nil {
+			err = s.rdb.HSet(ctx, campaignKeys(id).meta, "started", s.now().UTC().Format(time.RFC3339Nano)).Err()
+		}
 	case Cancelled:
 		err = s.rdb.SRem(ctx, activeKey, id).Err()
 	}

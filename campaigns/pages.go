@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/wneessen/go-mail"
 	"github.com/yuin/goldmark"
 
@@ -100,15 +101,19 @@ func (s *Subscriptions) Subscribe(ctx context.Context, req Subscription) error {
 	return s.sendConfirmation(ctx, conn, sub, lists)
 }
 
+// countScript counts in a key that lasts ARGV[1] seconds from its first count. One step: an INCR whose EXPIRE
+// failed after it would leave a count that never expires, and the address blocked for good.
+var countScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if redis.call('TTL', KEYS[1]) < 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return n`)
+
 // allow counts a confirmation mail to an address: at most PerDay a day.
 func (s *Subscriptions) allow(ctx context.Context, email string) error {
 	key := rdb.SubsPrefix + "confirm-mails:" + SuppressionHash(email)
-	n, err := s.store.rdb.Incr(ctx, key).Result()
+	n, err := countScript.Run(ctx, s.store.rdb, []string{key}, int((24 * time.Hour).Seconds())).Int64()
 	if err != nil {
 		return err
-	}
-	if n == 1 {
-		s.store.rdb.Expire(ctx, key, 24*time.Hour)
 	}
 	if n > int64(s.cfg.PerDay) {
 		return ErrTooMany
