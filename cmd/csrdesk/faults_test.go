@@ -139,17 +139,10 @@ func (p *procs) start(extra []string, args ...string) *exec.Cmd {
 		log.Close()
 		if p.t.Failed() {
 			data, _ := os.ReadFile(log.Name())
-			p.t.Logf("%s log:\n%s", filepath.Base(log.Name()), tail(string(data), 3000))
+			p.t.Logf("%s log:\n%s", filepath.Base(log.Name()), logTail(string(data), 3000))
 		}
 	})
 	return cmd
-}
-
-func tail(s string, n int) string {
-	if len(s) > n {
-		return "..." + s[len(s)-n:]
-	}
-	return s
 }
 
 // counts reads a campaign's counts straight from Redis, which may be restarting.
@@ -604,7 +597,7 @@ func malformedInput(t *testing.T) faultRow {
 			// input (go.dev/issue/75804, fixed in Go 1.27): not a crash.
 			t.Logf("%s %s: the fuzztime deadline race of Go 1.26, no failing input", pkg, name)
 		default:
-			t.Errorf("%s %s: %v\n%s", pkg, name, err, tail(string(out), 3000))
+			t.Errorf("%s %s: %v\n%s", pkg, name, err, logTail(string(out), 3000))
 		}
 		if m := re.FindAllStringSubmatch(string(out), -1); m != nil {
 			n, _ := strconv.Atoi(m[len(m)-1][1])
