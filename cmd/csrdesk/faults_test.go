@@ -55,6 +55,9 @@ func TestFaults(t *testing.T) {
 		}
 	})
 	t.Run("SMTPTrouble", func(t *testing.T) { add(smtpTrouble(t, bin)) })
+	t.Run("MailServerDownLong", func(t *testing.T) { add(mailServerDownLong(t, bin)) })
+	t.Run("RedisFull", func(t *testing.T) { add(redisFull(t, bin)) })
+	t.Run("RedisEmpty", func(t *testing.T) { add(redisEmpty(t, bin)) })
 	t.Run("ChatPlatformsThrottle", func(t *testing.T) { add(chatBurst(t, bin)) })
 	t.Run("MalformedInput", func(t *testing.T) { add(malformedInput(t)) })
 	t.Run("ScaleOut", func(t *testing.T) {
@@ -115,9 +118,10 @@ func (r *campaignRig) start(t *testing.T) {
 // procs starts csrdesk processes with a common environment, logging to files kept for a failing test.
 type procs struct {
 	t   *testing.T
-	bin string
-	env []string
-	n   int
+	bin  string
+	env  []string
+	n    int
+	logs []string // the log file of each process started, in order
 }
 
 func (p *procs) start(extra []string, args ...string) *exec.Cmd {
@@ -127,6 +131,7 @@ func (p *procs) start(extra []string, args ...string) *exec.Cmd {
 	if err != nil {
 		p.t.Fatal(err)
 	}
+	p.logs = append(p.logs, log.Name())
 	cmd := exec.Command(p.bin, args...)
 	cmd.Env = append(append(append(os.Environ(), "CSRDESK_SECRET=faults", "CSRDESK_LOG_LEVEL=warn"), p.env...), extra...)
 	cmd.Stdout, cmd.Stderr = io.Discard, log

@@ -131,6 +131,23 @@ func (s *Server) Restart() error {
 	return nil
 }
 
+// Wipe removes the data files of a server that has been killed, so that Restart brings it back empty: Redis
+// restarted without persistence, or failed over to a replica that had nothing.
+func (s *Server) Wipe() error {
+	entries, err := os.ReadDir(s.dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.Name() != "redis.log" {
+			if err := os.RemoveAll(filepath.Join(s.dir, e.Name())); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Stop ends the server and removes its data folder.
 func (s *Server) Stop() {
 	s.cmd.Process.Kill()
