@@ -117,7 +117,7 @@ func (r *campaignRig) start(t *testing.T) {
 
 // procs starts csrdesk processes with a common environment, logging to files kept for a failing test.
 type procs struct {
-	t   *testing.T
+	t    *testing.T
 	bin  string
 	env  []string
 	n    int
