@@ -238,6 +238,9 @@ func (w *Worker) keepClaims(ctx context.Context) {
 }
 
 func (w *Worker) hold(c int64, msgs []redis.XMessage) {
+	if len(msgs) == 0 {
+		return
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.held[c] == nil {

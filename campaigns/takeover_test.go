@@ -3,12 +3,15 @@ package campaigns
 import (
 	"bytes"
 	"context"
+	"errors"
 	"log/slog"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"csrdesk/internal/rdb"
 	"csrdesk/internal/smtptest"
 )
 
@@ -122,3 +125,103 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.b.Write(p)
 }
 func (b *syncBuffer) String() string { b.mu.Lock(); defer b.mu.Unlock(); return b.b.String() }
+
+// failingTransport opens ok connections until the n-th, which fails; it counts what is open.
+type failingTransport struct {
+	mu        sync.Mutex
+	n, opened int
+	open      int
+}
+
+func (f *failingTransport) Open() (Conn, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.opened++
+	if f.opened == f.n {
+		return nil, errors.New("connection refused")
+	}
+	f.open++
+	return &countedConn{f: f}, nil
+}
+
+type countedConn struct{ f *failingTransport }
+
+func (c *countedConn) Send(context.Context, *Message) error { return nil }
+func (c *countedConn) Close() error {
+	c.f.mu.Lock()
+	defer c.f.mu.Unlock()
+	c.f.open--
+	return nil
+}
+
+// A worker whose third connection cannot be opened returns the error and leaves nothing behind: the two it
+// opened are closed and none of its goroutines keeps running.
+func TestWorkerRunFailsCleanly(t *testing.T) {
+	s := mustStore(t)
+	tr := &failingTransport{n: 3}
+	before := runtime.NumGoroutine()
+	w := NewWorker(s, tr, mustLayout(t), DefaultWorkerConfig(), slog.New(slog.DiscardHandler))
+	if err := w.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "connection refused") {
+		t.Fatalf("Run: %v", err)
+	}
+	if tr.open != 0 {
+		t.Errorf("%d connections left open", tr.open)
+	}
+	for deadline := time.Now().Add(2 * time.Second); runtime.NumGoroutine() > before; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines before Run, %d after", before, runtime.NumGoroutine())
+		}
+	}
+}
+
+// A worker forgets the campaigns it no longer works on: a long-running one would otherwise keep every mailing
+// it ever compiled.
+func TestWorkerForgetsFinishedCampaigns(t *testing.T) {
+	sk := smtptest.New(t)
+	s, c := startedFixture(t, 20)
+	w := testWorker(t, s, sk.Addr, DefaultWorkerConfig())
+	run(t, w)
+	waitState(t, s, c.ID, Finished)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		w.mu.Lock()
+		n := len(w.mailings) + len(w.segments) + len(w.groups) + len(w.fails) + len(w.lastClaim) + len(w.held)
+		w.mu.Unlock()
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker still keeps %d entries about the finished campaign: %v %v %v %v %v %v", n, w.mailings, w.segments, w.groups, w.fails, w.lastClaim, w.held)
+		}
+	}
+}
+
+// The scheduling lock is released only by the worker holding it: one that expired while its worker was busy may
+// be another's by then.
+func TestUnlockOnlyOwnLock(t *testing.T) {
+	ctx := context.Background()
+	s := mustStore(t)
+	s.rdb.Set(ctx, "lock", "other", time.Minute)
+	unlockScript.Run(ctx, s.rdb, []string{"lock"}, "me")
+	if s.rdb.Get(ctx, "lock").Val() != "other" {
+		t.Error("another worker's lock was deleted")
+	}
+	unlockScript.Run(ctx, s.rdb, []string{"lock"}, "other")
+	if s.rdb.Exists(ctx, "lock").Val() != 0 {
+		t.Error("the holder could not release its lock")
+	}
+}
+
+// The count of confirmation mails to an address always expires, even one left without an expiry (an EXPIRE that
+// failed after its INCR): otherwise the address could never be sent a confirmation again.
+func TestConfirmationCountExpires(t *testing.T) {
+	ctx := context.Background()
+	s, sub, _ := mustSubscriptions(t, smtptest.New(t))
+	key := rdb.SubsPrefix + "confirm-mails:" + SuppressionHash("lea@example.fr")
+	s.rdb.Set(ctx, key, 1, 0)
+	if err := sub.allow(ctx, "lea@example.fr"); err != nil {
+		t.Fatal(err)
+	}
+	if ttl := s.rdb.TTL(ctx, key).Val(); ttl <= 0 || ttl > 24*time.Hour {
+		t.Errorf("the count's expiry is %s, want up to a day", ttl)
+	}
+}
