@@ -794,7 +794,7 @@ type result struct {
 
 // takeScript takes a recipient for sending, right before the SMTP transaction: KEYS meta, delivery, sending, jobs;
 // ARGV the group, the consumer, the job's entry, the address. It answers {what, the delivery record}, what being
-// ok (send: the recipient is marked as being sent by this job, and the claim renewed), gone (the campaign is not
+// ok (send: the recipient is marked as being sent by this job; keepClaims renews the claim), gone (the campaign is not
 // in Redis), lost (another worker has claimed the job since), done (the recipient has a final outcome) or busy
 // (another job of the recipient's is being sent by a worker that holds it). A job whose worker died after taking
 // it is taken again by the worker that claims it: its message may have gone out, the one duplicate left.
@@ -808,7 +808,6 @@ if holder and holder ~= ARGV[3] and #redis.call('XPENDING', KEYS[4], ARGV[1], ho
   return {'busy', prev}
 end
 redis.call('HSET', KEYS[3], ARGV[4], ARGV[3])
-redis.call('XCLAIM', KEYS[4], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
 return {'ok', prev}`)
 
 // take runs takeScript for a job; on "ok" it updates the job's delivery record.
