@@ -126,10 +126,10 @@ func phraseSafe(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!*+-/", c) >= 0
 }
 
-// headerValue is text for an unstructured header field (the Subject): on one line, and as it is unless it
-// needs encoded words.
+// headerValue is text for an unstructured header field (the Subject): on one line, without the spaces around
+// it that a reader drops, and as it is unless it needs encoded words.
 func headerValue(s string) string {
-	s = headerText(s)
+	s = strings.TrimSpace(headerText(s))
 	if needsEncoding(s) {
 		return encodedWords(s)
 	}

@@ -90,15 +90,17 @@ func writeMessage(c *Campaign, sub *Subscriber, r Rendered, unsubURL, token, ret
 	return m, nil
 }
 
-// header writes one header field, folded at spaces so that its lines keep under 78 characters where they can.
+// header writes one header field, folded at single spaces so that its lines keep under 78 characters where they can.
 // A value never holds a line break: the subject and the name in To go through headerText and are encoded when
 // they need it (RFC 2047), the rest is built from checked parts.
 func header(b *bytes.Buffer, name, value string) {
 	b.WriteString(name)
 	b.WriteString(":")
 	col := len(name) + 1
-	for i, word := range strings.Split(value, " ") {
-		if i > 0 && col+1+len(word) > 78 {
+	words := strings.Split(value, " ")
+	for i, word := range words {
+		// Never where spaces run: a reader unfolding with net/textproto's rules makes one space of them.
+		if i > 0 && col+1+len(word) > 78 && word != "" && words[i-1] != "" {
 			b.WriteString("\r\n")
 			col = 0
 		}
