@@ -85,16 +85,18 @@ func TestEncodedWords(t *testing.T) {
 }
 
 // internationalFixture is a started campaign to a subscriber at an IDN domain, one with a non-ASCII local part
-// and one with neither, each named something that looks like a header, with a subject that names them.
+// and two with neither, named things that look like encoded words or address lists, with a subject that names
+// them.
 func internationalFixture(t *testing.T) (*Store, *Campaign) {
 	t.Helper()
 	ctx := context.Background()
 	s := mustStore(t, "all")
 	csv := "email,name,language\n" +
 		"lea@example.fr,Léa Martin,fr\n" +
+		"ida@example.com,=?utf-8?q?a=0Ab?=,en\n" +
 		"anna@bücher.de,=?utf-8?q?a=0Ab?=,de\n" +
 		"jörg@example.de,\"Müller, Jörg\",de\n"
-	if rep, err := s.Import(ctx, strings.NewReader(csv), ImportOptions{List: "all", Confirmed: true}); err != nil || rep.Added != 3 {
+	if rep, err := s.Import(ctx, strings.NewReader(csv), ImportOptions{List: "all", Confirmed: true}); err != nil || rep.Added != 4 {
 		t.Fatalf("import: %+v %v", rep, err)
 	}
 	content := Content{Subject: map[string]string{"": "Hello {{.Subscriber.Name}}"}, Body: map[string]string{"": "Dear {{.Subscriber.Name}}"}}
@@ -137,7 +139,7 @@ func TestInternationalAddressesWithSMTPUTF8(t *testing.T) {
 	sink := smtptest.New(t, smtptest.SMTPUTF8())
 	s, c := internationalFixture(t)
 	run(t, testWorker(t, s, sink.Addr, DefaultWorkerConfig()))
-	if st := waitState(t, s, c.ID, Finished); st.Sent != 3 || st.Failed != 0 {
+	if st := waitState(t, s, c.ID, Finished); st.Sent != 4 || st.Failed != 0 {
 		t.Errorf("status %+v", st)
 	}
 	if sink.Got("anna@bücher.de") != 0 {
@@ -146,6 +148,7 @@ func TestInternationalAddressesWithSMTPUTF8(t *testing.T) {
 	checkReceived(t, sink, "anna@xn--bcher-kva.de", "=?utf-8?q?a=0Ab?=", false)
 	checkReceived(t, sink, "jörg@example.de", "Müller, Jörg", true)
 	checkReceived(t, sink, "lea@example.fr", "Léa Martin", false)
+	checkReceived(t, sink, "ida@example.com", "=?utf-8?q?a=0Ab?=", false)
 }
 
 // Without SMTPUTF8, the address with a non-ASCII local part cannot go: that recipient fails for good with a
@@ -157,11 +160,12 @@ func TestInternationalAddressesWithoutSMTPUTF8(t *testing.T) {
 	cfg := DefaultWorkerConfig()
 	cfg.HardBounces = 1 // one bounce would mark the subscriber
 	run(t, testWorker(t, s, sink.Addr, cfg))
-	if st := waitState(t, s, c.ID, Finished); st.Sent != 2 || st.Failed != 1 || st.Retrying != 0 {
+	if st := waitState(t, s, c.ID, Finished); st.Sent != 3 || st.Failed != 1 || st.Retrying != 0 {
 		t.Errorf("status %+v", st)
 	}
 	checkReceived(t, sink, "anna@xn--bcher-kva.de", "=?utf-8?q?a=0Ab?=", false)
 	checkReceived(t, sink, "lea@example.fr", "Léa Martin", false)
+	checkReceived(t, sink, "ida@example.com", "=?utf-8?q?a=0Ab?=", false)
 	fails, err := s.Failures(ctx, c.ID)
 	if err != nil || len(fails) != 1 || fails[0].Email != "jörg@example.de" || fails[0].Code != 0 || !strings.Contains(fails[0].Reason, "SMTPUTF8") {
 		t.Errorf("failures: %+v %v", fails, err)
