@@ -36,10 +36,12 @@ const (
 
 // writeMessage writes a campaign mail: the rendered parts as multipart/alternative, with the campaign's invitation
 // attached when it has one. It writes the headers and parts go-mail wrote for it (less go-mail's User-Agent and
-// X-Mailer), the quoted-printable parts byte for byte, at a fraction of the cost: most lines of a campaign's mails
-// are the same for every recipient, and lines keeps their encoding.
+// X-Mailer, and with the domains in ASCII and the recipient's name and the subject encoded whenever a reader
+// could take them for anything but text: see wireAddress, mailbox, headerValue), the quoted-printable parts byte
+// for byte, at a fraction of the cost: most lines of a campaign's mails are the same for every recipient, and
+// lines keeps their encoding.
 func writeMessage(c *Campaign, sub *Subscriber, r Rendered, unsubURL, token, returnPath string, lines *qpCache, dkim *mail.DKIMSigner) (*Message, error) {
-	// The addresses go in with their domains in ASCII, as in the envelope (see smtpConn.Send); a non-ASCII local
+	// The addresses go in with their domains in ASCII, as in the envelope (see smtpConn.envelope); a non-ASCII local
 	// part stays as it is, and makes a mail only a server offering SMTPUTF8 takes.
 	from, fromUTF8, err := wireAddress(c.From)
 	if err != nil {
