@@ -2,12 +2,63 @@ package campaigns
 
 import (
 	"bytes"
+	"flag"
 	"mime"
 	"mime/quotedprintable"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 )
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/ with what the code writes now")
+
+// volatile matches the header fields that change from one mail to the next, masked in golden files.
+var volatile = regexp.MustCompile(`(?m)^(Date|Message-ID): .*\r$`)
+
+// TestMessageGolden: the mails as a reader's server receives them, header and parts, for recipients whose
+// address and name are the hard cases: an IDN, a non-ASCII local part, names that look like an encoded word or
+// an address list or hold a line break, and a subject naming them. A change shows as a diff of testdata/mail/;
+// go test ./campaigns/ -run TestMessageGolden -update rewrites them.
+func TestMessageGolden(t *testing.T) {
+	c := &Campaign{ID: 7, From: "news@platform.example"}
+	for _, tc := range []struct {
+		file string
+		sub  *Subscriber
+	}{
+		{"idn-encoded-word-name.eml", &Subscriber{Email: "anna@bücher.de", ID: "abc", Name: "=?utf-8?q?a=0Ab?="}},
+		{"utf8-local-part.eml", &Subscriber{Email: "jörg@example.de", ID: "def", Name: "Müller, Jörg"}},
+		{"line-break-in-name.eml", &Subscriber{Email: "ida@example.com", ID: "ghi", Name: "Ida\r\nBcc: all@example.com"}},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			r := Rendered{Subject: "Hello " + tc.sub.Name, Text: "Dear " + tc.sub.Name + ",\n\nour news.\n", HTML: "<p>Dear " + tc.sub.Name + ",</p>\n<p>our news.</p>\n"}
+			var lines qpCache
+			m, err := writeMessage(c, tc.sub, r, "https://platform.example/unsubscribe/tok", "tok", "bounces@platform.example", &lines, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := volatile.ReplaceAll(m.Data, []byte("$1: (masked)\r"))
+			file := filepath.Join("testdata", "mail", tc.file)
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(file, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatalf("%v (go test ./campaigns/ -run TestMessageGolden -update writes it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s differs (go test ./campaigns/ -run TestMessageGolden -update rewrites it):\n%s", file, got)
+			}
+		})
+	}
+}
 
 // stdQP is mime/quotedprintable's encoding of s: what go-mail writes for a part.
 func stdQP(s string) string {
