@@ -121,9 +121,10 @@ func (s *smtpConn) Send(ctx context.Context, m *Message) error {
 
 // envelope returns a message's return path and recipient as they go into MAIL FROM and RCPT TO, their domains
 // in ASCII (IDNA A-labels), and sets go-mail's client to ask for SMTPUTF8 when, and only when, the message needs
-// it: a mail flagged SMTPUTF8 must find SMTPUTF8 at every hop after this one, or be bounced (RFC 6531 3.4), and
-// go-mail flags every mail when the server offers it. Without it, a non-ASCII local part cannot go at all: the
-// recipient's fails for good, the sender's concerns every message (see unsendable).
+// it. go-mail would ask for it in every mail the server offers it for, and a relay may then want SMTPUTF8 of
+// every later hop and bounce the mail where it finds none (RFC 6531), all-ASCII as it is. Without SMTPUTF8, a
+// non-ASCII local part cannot go at all (RFC 6531 allows no downgrade here): the recipient's fails for good, the
+// sender's concerns every message (see unsendable).
 func (s *smtpConn) envelope(m *Message) (from, to string, err error) {
 	from, fromUTF8, err := wireAddress(m.From)
 	if err != nil {
