@@ -220,7 +220,7 @@ func goMailMsg(b *testing.B, c *Campaign, sub *Subscriber, r Rendered, unsubURL,
 	if err := m.From(c.From); err != nil {
 		b.Fatal(err)
 	}
-	if err := m.To(sub.Email); err != nil {
+	if err := m.AddToFormat(sub.Name, sub.Email); err != nil { // as writeMessage names the recipient
 		b.Fatal(err)
 	}
 	if err := m.EnvelopeFrom(returnPath); err != nil {

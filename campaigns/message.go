@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"mime"
 	"mime/quotedprintable"
 	"strconv"
 	"strings"
@@ -20,9 +19,12 @@ import (
 
 // Message is one mail as it goes over the wire: its envelope, and its text (RFC 5322, CRLF line ends).
 type Message struct {
-	From, To string // the return path and the one recipient, bare addresses
+	From, To string // the return path and the one recipient, bare addresses (the transport converts their domains to ASCII)
 	Data     []byte
 	Campaign int64 // 0 for a mail outside any campaign
+	// UTF8 says the header holds an address with a non-ASCII local part (RFC 6532): only a server offering
+	// SMTPUTF8 may take the mail. An envelope address with one says so too, so a mail of go-mail's needs no flag.
+	UTF8 bool
 }
 
 // Boundaries of a campaign mail's parts. A quoted-printable or base64 body never holds "=_" (an "=" starts an
@@ -34,16 +36,28 @@ const (
 
 // writeMessage writes a campaign mail: the rendered parts as multipart/alternative, with the campaign's invitation
 // attached when it has one. It writes the headers and parts go-mail wrote for it (less go-mail's User-Agent and
-// X-Mailer), the quoted-printable parts byte for byte, at a fraction of the cost: most lines of a campaign's mails
-// are the same for every recipient, and lines keeps their encoding.
+// X-Mailer, and with the domains in ASCII and the recipient's name and the subject encoded whenever a reader
+// could take them for anything but text: see wireAddress, mailbox, headerValue), the quoted-printable parts byte
+// for byte, at a fraction of the cost: most lines of a campaign's mails are the same for every recipient, and
+// lines keeps their encoding.
 func writeMessage(c *Campaign, sub *Subscriber, r Rendered, unsubURL, token, returnPath string, lines *qpCache, dkim *mail.DKIMSigner) (*Message, error) {
+	// The addresses go in with their domains in ASCII, as in the envelope (see smtpConn.envelope); a non-ASCII local
+	// part stays as it is, and makes a mail only a server offering SMTPUTF8 takes.
+	from, fromUTF8, err := wireAddress(c.From)
+	if err != nil {
+		return nil, fmt.Errorf("from: %w", err)
+	}
+	to, toUTF8, err := wireAddress(sub.Email)
+	if err != nil {
+		return nil, fmt.Errorf("to: %w", err)
+	}
 	b := bytes.NewBuffer(make([]byte, 0, 2048+(len(r.Text)+len(r.HTML))*9/8+len(r.ICS)*4/3))
-	domain := c.From[strings.LastIndexByte(c.From, '@')+1:]
+	domain := from[strings.LastIndexByte(from, '@')+1:]
 	sum := sha256.Sum256([]byte(sub.Email))
 	header(b, "Date", time.Now().Format(time.RFC1123Z))
-	header(b, "From", "<"+c.From+">")
-	header(b, "To", "<"+sub.Email+">")
-	header(b, "Subject", mime.QEncoding.Encode("UTF-8", r.Subject))
+	header(b, "From", "<"+from+">")
+	header(b, "To", mailbox(sub.Name, to))
+	header(b, "Subject", headerValue(r.Subject))
 	header(b, "Message-ID", fmt.Sprintf("<c%d.%s.%d@%s>", c.ID, hex.EncodeToString(sum[:8]), time.Now().UnixNano(), domain))
 	header(b, "List-Unsubscribe", "<"+unsubURL+">, <mailto:unsubscribe@"+domain+"?subject=unsubscribe%20"+token+">")
 	header(b, "List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
@@ -71,21 +85,24 @@ func writeMessage(c *Campaign, sub *Subscriber, r Rendered, unsubURL, token, ret
 		}
 		b.WriteString(enc + "\r\n--" + boundaryMixed + "--\r\n")
 	}
-	m := &Message{From: returnPath, To: sub.Email, Data: b.Bytes(), Campaign: c.ID}
+	m := &Message{From: returnPath, To: sub.Email, Data: b.Bytes(), Campaign: c.ID, UTF8: fromUTF8 || toUTF8}
 	if dkim != nil {
 		return m, dkimSign(m, dkim)
 	}
 	return m, nil
 }
 
-// header writes one header field, folded at spaces so that its lines keep under 78 characters where they can.
-// A value never holds a line break: the subject is encoded (RFC 2047), the rest is built from checked parts.
+// header writes one header field, folded at single spaces so that its lines keep under 78 characters where they can.
+// A value never holds a line break: the subject and the name in To go through headerText and are encoded when
+// they need it (RFC 2047), the rest is built from checked parts.
 func header(b *bytes.Buffer, name, value string) {
 	b.WriteString(name)
 	b.WriteString(":")
 	col := len(name) + 1
-	for i, word := range strings.Split(value, " ") {
-		if i > 0 && col+1+len(word) > 78 {
+	words := strings.Split(value, " ")
+	for i, word := range words {
+		// Never where spaces run: a reader unfolding with net/textproto's rules makes one space of them.
+		if i > 0 && col+1+len(word) > 78 && word != "" && words[i-1] != "" {
 			b.WriteString("\r\n")
 			col = 0
 		}

@@ -2,12 +2,63 @@ package campaigns
 
 import (
 	"bytes"
+	"flag"
 	"mime"
 	"mime/quotedprintable"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 )
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/ with what the code writes now")
+
+// volatile matches the header fields that change from one mail to the next, masked in golden files.
+var volatile = regexp.MustCompile(`(?m)^(Date|Message-ID): .*\r$`)
+
+// TestMessageGolden: the mails as a reader's server receives them, header and parts, for recipients whose
+// address and name are the hard cases: an IDN, a non-ASCII local part, names that look like an encoded word or
+// an address list or hold a line break, and a subject naming them. A change shows as a diff of testdata/mail/;
+// go test ./campaigns/ -run TestMessageGolden -update rewrites them.
+func TestMessageGolden(t *testing.T) {
+	c := &Campaign{ID: 7, From: "news@platform.example"}
+	for _, tc := range []struct {
+		file string
+		sub  *Subscriber
+	}{
+		{"idn-encoded-word-name.eml", &Subscriber{Email: "anna@bücher.de", ID: "abc", Name: "=?utf-8?q?a=0Ab?="}},
+		{"utf8-local-part.eml", &Subscriber{Email: "jörg@example.de", ID: "def", Name: "Müller, Jörg"}},
+		{"line-break-in-name.eml", &Subscriber{Email: "ida@example.com", ID: "ghi", Name: "Ida\r\nBcc: all@example.com"}},
+	} {
+		t.Run(tc.file, func(t *testing.T) {
+			r := Rendered{Subject: "Hello " + tc.sub.Name, Text: "Dear " + tc.sub.Name + ",\n\nour news.\n", HTML: "<p>Dear " + tc.sub.Name + ",</p>\n<p>our news.</p>\n"}
+			var lines qpCache
+			m, err := writeMessage(c, tc.sub, r, "https://platform.example/unsubscribe/tok", "tok", "bounces@platform.example", &lines, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := volatile.ReplaceAll(m.Data, []byte("$1: (masked)\r"))
+			file := filepath.Join("testdata", "mail", tc.file)
+			if *update {
+				if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(file, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatalf("%v (go test ./campaigns/ -run TestMessageGolden -update writes it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s differs (go test ./campaigns/ -run TestMessageGolden -update rewrites it):\n%s", file, got)
+			}
+		})
+	}
+}
 
 // stdQP is mime/quotedprintable's encoding of s: what go-mail writes for a part.
 func stdQP(s string) string {
@@ -23,13 +74,18 @@ func stdQP(s string) string {
 // any, is attached as it is.
 func checkMessage(t *testing.T, lines *qpCache, r Rendered) {
 	t.Helper()
+	checkMessageTo(t, lines, &Subscriber{Email: "anna@example.it", ID: "abc"}, r)
+}
+
+// checkMessageTo is checkMessage for a mail to sub, whose To must read as their name (on one line) and address.
+func checkMessageTo(t *testing.T, lines *qpCache, sub *Subscriber, r Rendered) {
+	t.Helper()
 	c := &Campaign{ID: 7, From: "news@platform.example"}
-	sub := &Subscriber{Email: "anna@example.it", ID: "abc"}
 	m, err := writeMessage(c, sub, r, "https://platform.example/unsubscribe/tok", "tok", "bounces@platform.example", lines, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m.From != "bounces@platform.example" || m.To != "anna@example.it" || m.Campaign != 7 {
+	if m.From != "bounces@platform.example" || m.To != sub.Email || m.Campaign != 7 {
 		t.Errorf("envelope %q -> %q, campaign %d", m.From, m.To, m.Campaign)
 	}
 	data := string(m.Data)
@@ -44,9 +100,15 @@ func checkMessage(t *testing.T, lines *qpCache, r Rendered) {
 		}
 	}
 	p := mustParseMail(t, data)
+	// The subject as rendered, on one line: a line break in it (from a name, say) is a space.
 	subject, err := new(mime.WordDecoder).DecodeHeader(p.header.Get("Subject"))
-	if err != nil || subject != r.Subject {
-		t.Errorf("subject %q (%v), want %q", subject, err, r.Subject)
+	if want := strings.TrimSpace(headerText(r.Subject)); err != nil || subject != want {
+		t.Errorf("subject %q (%v), want %q", subject, err, want)
+	}
+	to, err := p.header.AddressList("To")
+	wantTo, _, _ := wireAddress(sub.Email)
+	if want := strings.TrimSpace(headerText(sub.Name)); err != nil || len(to) != 1 || to[0].Name != want || to[0].Address != wantTo {
+		t.Errorf("To %q reads as %q (%v), want %q <%s>", p.header.Get("To"), to, err, want, wantTo)
 	}
 	// Quoted-printable text carries line breaks as CRLF, whichever they were.
 	crlf := strings.NewReplacer("\r\n", "\r\n", "\r", "\r\n", "\n", "\r\n")
@@ -127,19 +189,20 @@ func TestQPCacheBound(t *testing.T) {
 	}
 }
 
-// FuzzMessage: whatever was rendered, the mail written for it parses and decodes to it, its parts encoded as
+// FuzzMessage: whatever was rendered, and whatever the subscriber's name, the mail written for it parses and
+// decodes to it (the subject and the name in To on one line, whatever they look like), its parts encoded as
 // mime/quotedprintable encodes them, from the cache as afresh.
 func FuzzMessage(f *testing.F) {
-	f.Add("Subject", "text\n", "<p>html</p>")
-	f.Add("Grüße", "a =\r\n\r\n"+strings.Repeat("long line ", 20)+"\n", "x\ry\n\tz ")
-	f.Fuzz(func(t *testing.T, subject, text, html string) {
+	f.Add("Subject", "text\n", "<p>html</p>", "Anna Rossi")
+	f.Add("Grüße", "a =\r\n\r\n"+strings.Repeat("long line ", 20)+"\n", "x\ry\n\tz ", "")
+	f.Add("Hello =?utf-8?q?a=0Ab?=", "x", "y", "=?utf-8?q?a=0Ab?=")
+	f.Add("Grüße an Müller, Jörg\r\nBcc: x@example.com", "x", "y", "Müller, \"Jörg\"\r\nBcc: x@example.com")
+	f.Fuzz(func(t *testing.T, subject, text, html, name string) {
 		subject = strings.TrimSpace(subject) // as Render does
-		if strings.Contains(subject, "=?") {
-			return // a subject written as an encoded word reads as one: RFC 2047 has no escape for it
-		}
 		var lines qpCache
 		r := Rendered{Subject: subject, Text: text, HTML: html}
-		checkMessage(t, &lines, r)
-		checkMessage(t, &lines, r)
+		sub := &Subscriber{Email: "anna@example.it", ID: "abc", Name: name}
+		checkMessageTo(t, &lines, sub, r)
+		checkMessageTo(t, &lines, sub, r)
 	})
 }

@@ -102,7 +102,11 @@ func (s *smtpConn) Send(ctx context.Context, m *Message) error {
 		}
 		s.sc = sc
 	}
-	err := s.send(m)
+	from, to, err := s.envelope(m)
+	if err != nil {
+		return err // refused here, before a command: the connection is as it was
+	}
+	err = s.send(m, from, to)
 	var reply *textproto.Error
 	if err != nil && errors.As(err, &reply) && s.sc.Reset() == nil {
 		return err // the server refused this message; the connection goes on
@@ -115,14 +119,42 @@ func (s *smtpConn) Send(ctx context.Context, m *Message) error {
 	return err
 }
 
-func (s *smtpConn) send(m *Message) error {
+// envelope returns a message's return path and recipient as they go into MAIL FROM and RCPT TO, their domains
+// in ASCII (IDNA A-labels), and sets go-mail's client to ask for SMTPUTF8 when, and only when, the message needs
+// it. go-mail would ask for it in every mail the server offers it for, and a relay may then want SMTPUTF8 of
+// every later hop and bounce the mail where it finds none (RFC 6531), all-ASCII as it is. Without SMTPUTF8, a
+// non-ASCII local part cannot go at all (RFC 6531 allows no downgrade here): the recipient's fails for good, the
+// sender's concerns every message (see unsendable).
+func (s *smtpConn) envelope(m *Message) (from, to string, err error) {
+	from, fromUTF8, err := wireAddress(m.From)
+	if err != nil {
+		return "", "", unsendable{sender: true, err: fmt.Errorf("MAIL FROM: %w", err)}
+	}
+	to, toUTF8, err := wireAddress(m.To)
+	if err != nil {
+		return "", "", unsendable{err: fmt.Errorf("RCPT TO: %w", err)}
+	}
+	utf8 := m.UTF8 || fromUTF8 || toUTF8
+	if utf8 {
+		if ok, _ := s.sc.Extension("SMTPUTF8"); !ok {
+			if toUTF8 {
+				return "", "", unsendable{err: fmt.Errorf("RCPT TO: %q has a non-ASCII local part, and the mail server does not offer SMTPUTF8 (RFC 6531)", m.To)}
+			}
+			return "", "", unsendable{sender: true, err: fmt.Errorf("MAIL FROM: the sender's address has a non-ASCII local part, and the mail server does not offer SMTPUTF8 (RFC 6531)")}
+		}
+	}
+	s.sc.SkipSMTPUTF8(!utf8)
+	return from, to, nil
+}
+
+func (s *smtpConn) send(m *Message, from, to string) error {
 	if err := s.sc.UpdateDeadline(sendTimeout); err != nil {
 		return connError{err}
 	}
-	if err := s.sc.Mail("<" + m.From + ">"); err != nil {
+	if err := s.sc.Mail("<" + from + ">"); err != nil {
 		return senderError{err}
 	}
-	if err := s.sc.Rcpt("<" + m.To + ">"); err != nil {
+	if err := s.sc.Rcpt("<" + to + ">"); err != nil {
 		return fmt.Errorf("RCPT TO: %w", err)
 	}
 	// DATA goes over go-mail's connection (smtp.Client.Text) rather than through its DotWriter, which escapes
@@ -199,6 +231,18 @@ type senderError struct{ err error }
 func (e senderError) Error() string { return "MAIL FROM: " + e.err.Error() }
 func (e senderError) Unwrap() error { return e.err }
 
+// unsendable is a message refused here, before the server saw it: an address it cannot take (a non-ASCII
+// local part without SMTPUTF8) or that is none (a domain IDNA refuses). A recipient's is final for them alone,
+// and no bounce: the address may be good, through another server. The sender's (From, or the return path)
+// concerns every message, as a server refusing MAIL FROM does.
+type unsendable struct {
+	sender bool
+	err    error
+}
+
+func (e unsendable) Error() string { return e.err.Error() }
+func (e unsendable) Unwrap() error { return e.err }
+
 // Folder writes each message as an .eml file, one folder per campaign: the embedded default when no mail
 // server is configured, to see what would be sent.
 type Folder struct {
@@ -237,6 +281,10 @@ func classify(err error) outcome {
 	var reply *textproto.Error
 	var conn connError
 	var sender senderError
+	var refused unsendable
+	if errors.As(err, &refused) {
+		return outcome{sender: refused.sender, reason: oneLine(err.Error())} // code 0: not the server's word, not a bounce
+	}
 	if errors.As(err, &reply) && !errors.As(err, &conn) {
 		return outcome{temp: reply.Code/100 == 4, sender: errors.As(err, &sender), code: reply.Code, reason: oneLine(err.Error())}
 	}

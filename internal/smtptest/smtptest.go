@@ -1,8 +1,11 @@
 // Package smtptest is an in-process SMTP server for tests (github.com/emersion/go-smtp): it counts what each
-// recipient received, keeps the last message with its Return-Path, and refuses recipients or hangs up as told.
+// recipient received, keeps the last message with its Return-Path and envelope, and refuses recipients or hangs
+// up as told. Like a real server, it refuses a non-ASCII address, or a header holding one, in a transaction
+// without SMTPUTF8 (RFC 6531), which it offers only when told (SMTPUTF8).
 package smtptest
 
 import (
+	"bytes"
 	"crypto/tls"
 	"hash/fnv"
 	"io"
@@ -21,25 +24,48 @@ type Sink struct {
 	mu         sync.Mutex
 	got        map[string]int
 	messages   map[string]string
+	envelopes  map[string]Envelope
 	tempFails  map[string]int
 	permFail   map[string]bool
 	failEvery  int    // 451 to one recipient in every failEvery, by address
 	hangUp     bool   // close every connection at its next command
 	user, pass string // the credentials a client must give (AUTH PLAIN) before MAIL, when user is set
 	tlsOnly    bool   // mail only after STARTTLS; set before the server starts
+	smtpUTF8   bool   // offer SMTPUTF8; set before the server starts
 }
 
+// Envelope is what a message's MAIL and RCPT commands said, as the server parsed them.
+type Envelope struct {
+	From, To string // the addresses, without their angle brackets
+	SMTPUTF8 bool   // MAIL FROM had the SMTPUTF8 parameter
+	Body     string // MAIL FROM's BODY parameter ("8BITMIME", "7BIT"), or ""
+}
+
+// Option sets up a sink before it starts.
+type Option func(*Sink)
+
+// SMTPUTF8 makes the sink offer SMTPUTF8 (RFC 6531), and so take non-ASCII addresses in a transaction that
+// asks for it.
+func SMTPUTF8() Option { return func(s *Sink) { s.smtpUTF8 = true } }
+
 // New starts a sink on a free port, stopped when the test ends.
-func New(tb testing.TB) *Sink { tb.Helper(); return start(tb, nil) }
+func New(tb testing.TB, opts ...Option) *Sink { tb.Helper(); return start(tb, nil, opts) }
 
 // NewTLS starts a sink that offers STARTTLS with config and takes mail only over TLS.
-func NewTLS(tb testing.TB, config *tls.Config) *Sink { tb.Helper(); return start(tb, config) }
-
-func start(tb testing.TB, config *tls.Config) *Sink {
+func NewTLS(tb testing.TB, config *tls.Config, opts ...Option) *Sink {
 	tb.Helper()
-	s := &Sink{got: map[string]int{}, messages: map[string]string{}, tempFails: map[string]int{}, permFail: map[string]bool{},
-		tlsOnly: config != nil}
+	return start(tb, config, opts)
+}
+
+func start(tb testing.TB, config *tls.Config, opts []Option) *Sink {
+	tb.Helper()
+	s := &Sink{got: map[string]int{}, messages: map[string]string{}, envelopes: map[string]Envelope{}, tempFails: map[string]int{},
+		permFail: map[string]bool{}, tlsOnly: config != nil}
+	for _, o := range opts {
+		o(s)
+	}
 	srv := smtp.NewServer(s)
+	srv.EnableSMTPUTF8 = s.smtpUTF8
 	srv.TLSConfig = config
 	srv.Domain = "sink.test"
 	srv.AllowInsecureAuth = true
@@ -89,6 +115,13 @@ func (s *Sink) Got(rcpt string) int { s.mu.Lock(); defer s.mu.Unlock(); return s
 // Message returns the last message rcpt received.
 func (s *Sink) Message(rcpt string) string { s.mu.Lock(); defer s.mu.Unlock(); return s.messages[rcpt] }
 
+// Envelope returns the envelope of the last message rcpt received.
+func (s *Sink) Envelope(rcpt string) Envelope {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.envelopes[rcpt]
+}
+
 // Counts returns how many recipients got mail, how many messages there were, and who got more than one.
 func (s *Sink) Counts() (recipients, messages int, dups []string) {
 	s.mu.Lock()
@@ -109,6 +142,7 @@ type session struct {
 	s      *Sink
 	c      *smtp.Conn
 	from   string
+	opts   smtp.MailOptions
 	to     []string
 	authed bool
 }
@@ -139,10 +173,14 @@ func (x *session) hungUp() bool {
 
 var errHungUp = &smtp.SMTPError{Code: 421, Message: "hung up"} // never reaches the client: the connection is closed
 
-func (x *session) Reset()        { x.from, x.to = "", nil }
+func (x *session) Reset()        { x.from, x.opts, x.to = "", smtp.MailOptions{}, nil }
 func (x *session) Logout() error { return nil }
 
-func (x *session) Mail(from string, _ *smtp.MailOptions) error {
+// errNotASCII is what a server says to a non-ASCII address in a transaction without SMTPUTF8 (RFC 6531 3.4 and
+// the 5.6.7 of RFC 6533).
+var errNotASCII = &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "non-ASCII address without SMTPUTF8"}
+
+func (x *session) Mail(from string, opts *smtp.MailOptions) error {
 	if x.hungUp() {
 		return errHungUp
 	}
@@ -155,11 +193,17 @@ func (x *session) Mail(from string, _ *smtp.MailOptions) error {
 	if authRequired && !x.authed {
 		return smtp.ErrAuthRequired
 	}
-	x.from = from
+	if !opts.UTF8 && !isASCII(from) {
+		return errNotASCII
+	}
+	x.from, x.opts = from, *opts
 	return nil
 }
 
 func (x *session) Rcpt(to string, _ *smtp.RcptOptions) error {
+	if !x.opts.UTF8 && !isASCII(to) {
+		return errNotASCII
+	}
 	x.s.mu.Lock()
 	defer x.s.mu.Unlock()
 	if x.s.permFail[to] {
@@ -183,12 +227,27 @@ func (x *session) Data(r io.Reader) error {
 	if x.hungUp() {
 		return errHungUp
 	}
+	head, _, _ := bytes.Cut(data, []byte("\r\n\r\n"))
+	if !x.opts.UTF8 && !isASCII(head) {
+		// A header in UTF-8 (RFC 6532) needs SMTPUTF8, as an address does.
+		return &smtp.SMTPError{Code: 554, EnhancedCode: smtp.EnhancedCode{5, 6, 7}, Message: "non-ASCII header without SMTPUTF8"}
+	}
 	x.s.mu.Lock()
 	defer x.s.mu.Unlock()
 	for _, to := range x.to {
 		x.s.got[to]++
 		// As the delivering server does, the envelope sender goes on top as Return-Path.
 		x.s.messages[to] = "Return-Path: <" + x.from + ">\r\n" + string(data)
+		x.s.envelopes[to] = Envelope{From: x.from, To: to, SMTPUTF8: x.opts.UTF8, Body: string(x.opts.Body)}
 	}
 	return nil
+}
+
+func isASCII[T string | []byte](s T) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
