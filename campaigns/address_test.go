@@ -209,3 +209,17 @@ func TestSMTPUTF8RefusalKeepsTheConnection(t *testing.T) {
 		t.Errorf("a UTF-8 From: %v, classified %+v", err, o)
 	}
 }
+
+// The confirmation mail of an address at an international domain names its domain in ASCII in To, as campaign
+// mails do: a server without SMTPUTF8 refuses raw UTF-8 in a header.
+func TestConfirmationToIDN(t *testing.T) {
+	sink := smtptest.New(t)
+	_, sub, _ := mustSubscriptions(t, sink)
+	if err := sub.Subscribe(context.Background(), Subscription{Email: "lea@bücher.example", Via: "api"}); err != nil {
+		t.Fatal(err)
+	}
+	m := sink.Message("lea@xn--bcher-kva.example")
+	if !strings.Contains(m, "To: <lea@xn--bcher-kva.example>") && !strings.Contains(m, "To: lea@xn--bcher-kva.example") {
+		t.Errorf("the confirmation mail's To is not in ASCII:\n%.600s", m)
+	}
+}

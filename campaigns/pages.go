@@ -213,7 +213,11 @@ func (s *Subscriptions) send(ctx context.Context, conn Conn, to, lang, key strin
 	}
 	m := mail.NewMsg()
 	m.FromMailAddress(from)
-	if err := m.To(to); err != nil {
+	wire, _, err := wireAddress(to) // the domain in ASCII: a strict server refuses raw UTF-8 in To without SMTPUTF8
+	if err != nil {
+		return fmt.Errorf("to %q: %w", to, err)
+	}
+	if err := m.To(wire); err != nil {
 		return err
 	}
 	m.Subject(s.texts.Text(lang, key+"_subject", data))

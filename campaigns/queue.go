@@ -879,9 +879,10 @@ func (w *Worker) process(ctx context.Context, conn Conn, j job) result {
 		if o.temp {
 			kind = "temp"
 		}
-		if j.prev != "retry" {
+		if j.prev != "retry" && o.code != 0 {
 			// Retries are of recipients the server refused before, and come back in bunches: that they fail
-			// again says nothing about the server refusing everyone.
+			// again says nothing about the server refusing everyone. Nor does a recipient csrdesk could not send
+			// to at all (code 0: a UTF-8 address to a server without SMTPUTF8).
 			w.failed(ctx, j.c, o)
 		}
 		if kind == "fail" && o.code >= 500 {
