@@ -121,7 +121,9 @@ type ctxClient struct {
 	c   tgbotapi.HTTPClient
 }
 
-func (c ctxClient) Do(req *http.Request) (*http.Response, error) { return c.c.Do(req.WithContext(c.ctx)) }
+func (c ctxClient) Do(req *http.Request) (*http.Response, error) {
+	return c.c.Do(req.WithContext(c.ctx))
+}
 
 var offsetKey = "csrdesk:telegram:offset"
 
