@@ -171,7 +171,7 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 		<-ctx.Done()
 		// Shutdown closes the listener, then waits for the requests in flight, until the deadline.
 		if err := srv.Shutdown(lc.drain); err != nil {
-			log.Error("shutdown: HTTP requests still in flight at the deadline are cut off", "requests", requests.n.Load(), "err", err)
+			log.Error("shutdown: HTTP requests still in flight at the deadline are cut off", "requests", requests.n.Load(), "err", err, "cause", context.Cause(lc.drain))
 			srv.Close()
 		}
 		return nil
@@ -234,7 +234,7 @@ func stop(lc *lifecycle, rc redis.UniversalClient, log *slog.Logger) error {
 	return err
 }
 
-// inFlight counts the requests being handled, for the log of a shutdown.
+// inFlight counts the requests being handled (open event streams included), for the log of a shutdown.
 type inFlight struct {
 	n atomic.Int64
 	h http.Handler
