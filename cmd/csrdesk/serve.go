@@ -171,8 +171,11 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 		<-ctx.Done()
 		// Shutdown closes the listener, then waits for the requests in flight, until the deadline.
 		if err := srv.Shutdown(lc.drain); err != nil {
-			log.Error("shutdown: HTTP requests still in flight at the deadline are cut off", "requests", requests.n.Load(), "err", err, "cause", context.Cause(lc.drain))
+			n := requests.n.Load()
+			log.Error("shutdown: HTTP requests still in flight at the deadline are cut off", "requests", n, "err", err, "cause", context.Cause(lc.drain))
 			srv.Close()
+			// A failure of the stop: the process exits 1, and Redis stays open under the handlers cut off.
+			return fmt.Errorf("%d requests cut off: %w", n, errDeadline)
 		}
 		return nil
 	})
