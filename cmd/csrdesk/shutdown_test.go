@@ -24,6 +24,35 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// startServeProcess starts csrdesk serve as a process on Redis database db, with the environment extra, and
+// waits until it answers. exited gets the result of its Wait.
+func startServeProcess(t *testing.T, bin string, db int, extra ...string) (base string, cmd *exec.Cmd, logs *syncBuffer, exited <-chan error) {
+	t.Helper()
+	addr := freeAddr(t)
+	cmd = exec.Command(bin, "serve")
+	cmd.Env = append(append(os.Environ(), "CSRDESK_SECRET=shutdown test", "CSRDESK_REDIS_URL="+redisSrv.URL(db), "CSRDESK_HTTP_ADDR="+addr,
+		"CSRDESK_OUTBOX_DIR="+t.TempDir(), "CSRDESK_OFFICE_HOURS=always", "CSRDESK_RATE_PER_MIN=0", "CSRDESK_LOG_LEVEL=info"), extra...)
+	logs = &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = io.Discard, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() }) // when a test gave up before the process exited
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return "http://" + addr, cmd, logs, done
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not come up:\n%s", logs.String())
+		}
+	}
+}
+
 // shutdownLoad is what sigtermUnderLoad saw.
 type shutdownLoad struct {
 	requests int           // sent in all
@@ -56,38 +85,14 @@ func sigtermUnderLoad(t *testing.T, bin string, clients, streams int, warm, time
 	fake := httptest.NewServer(pl)
 	defer fake.Close()
 	db := redisSrv.DB(t)
-	addr := freeAddr(t)
-	base := "http://" + addr
-	cmd := exec.Command(bin, "serve")
-	cmd.Env = append(os.Environ(), "CSRDESK_SECRET=shutdown test", "CSRDESK_REDIS_URL="+redisSrv.URL(db), "CSRDESK_HTTP_ADDR="+addr,
-		"CSRDESK_OUTBOX_DIR="+t.TempDir(), "CSRDESK_OFFICE_HOURS=always", "CSRDESK_RATE_PER_MIN=0", "CSRDESK_LOG_LEVEL=info",
-		"CSRDESK_SHUTDOWN_TIMEOUT="+timeout.String(),
+	base, cmd, logs, exited := startServeProcess(t, bin, db, "CSRDESK_SHUTDOWN_TIMEOUT="+timeout.String(),
 		"TELEGRAM_BOT_TOKEN=1:x", "TELEGRAM_API_ENDPOINT="+fake.URL+"/tg/bot%s/%s", "TELEGRAM_RATE=5000",
 		"TELEGRAM_WEBHOOK_URL=https://bot.example/telegram/webhook", "TELEGRAM_WEBHOOK_SECRET=hook-secret")
-	logs := &syncBuffer{}
-	cmd.Stdout, cmd.Stderr = io.Discard, logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	defer func() {
 		if t.Failed() {
 			t.Logf("serve log:\n%s", logTail(logs.String(), 4000))
 		}
 	}()
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			cmd.Process.Kill()
-			t.Fatalf("serve did not come up:\n%s", logs.String())
-		}
-	}
 
 	// Event streams: they must end when the server shuts down, not hold it up.
 	var open, ended atomic.Int64
@@ -294,12 +299,45 @@ func grepLines(s, sub string) string {
 	return logTail(strings.Join(out, "\n"), 3000)
 }
 
-// TestServeSIGTERMUnderLoad sends SIGTERM to a real csrdesk serve while web chat messages and Telegram updates
-// are in flight: every one it took is stored and answered, it exits 0 well within its deadline, the event
-// streams end instead of holding it up, and Redis is closed only after everything that uses it.
-func TestServeSIGTERMUnderLoad(t *testing.T) {
+// TestServeSIGTERM sends SIGTERM to a real csrdesk serve. Under load, with web chat messages and Telegram
+// updates in flight: every one it took is stored and answered, it exits 0 well within its deadline, the event
+// streams end instead of holding it up, and Redis is closed only after everything that uses it. With a request
+// that does not finish (its body never comes): the process gives up on it at the deadline, says so, and exits 1.
+func TestServeSIGTERM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and signals a process")
 	}
-	sigtermUnderLoad(t, buildBinary(t), 16, 4, 500*time.Millisecond, 10*time.Second)
+	bin := buildBinary(t)
+	t.Run("UnderLoad", func(t *testing.T) { sigtermUnderLoad(t, bin, 16, 4, 500*time.Millisecond, 10*time.Second) })
+	t.Run("Deadline", func(t *testing.T) {
+		const timeout = time.Second
+		base, cmd, logs, exited := startServeProcess(t, bin, redisSrv.DB(t), "CSRDESK_SHUTDOWN_TIMEOUT="+timeout.String())
+		conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprint(conn, "POST /api/chat/messages HTTP/1.1\r\nHost: csrdesk\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"chat\":")
+		time.Sleep(200 * time.Millisecond) // the handler is waiting for the rest of the body
+		sigterm := time.Now()
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err = <-exited:
+		case <-time.After(timeout + 10*time.Second):
+			t.Fatalf("serve still running %s after SIGTERM, with a deadline of %s", time.Since(sigterm), timeout)
+		}
+		took := time.Since(sigterm)
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Errorf("serve exited with %v, want status 1: a stop that gave up on a request failed", err)
+		}
+		if took < timeout || took > timeout+3*time.Second {
+			t.Errorf("serve exited %s after SIGTERM, want just after its deadline %s", took.Round(time.Millisecond), timeout)
+		}
+		log := logs.String()
+		if !strings.Contains(log, "HTTP requests still in flight at the deadline are cut off") || !strings.Contains(log, "requests=1") || strings.Contains(log, "client is closed") {
+			t.Errorf("log:\n%s", logTail(log, 3000))
+		}
+		t.Logf("a request that never finished: exit status 1 %s after SIGTERM (deadline %s)", took.Round(time.Millisecond), timeout)
+	})
 }
