@@ -14,6 +14,9 @@ import (
 	"golang.org/x/sync/errgroup"
 )
 
+// deadlineGrace is how long after the deadline Wait still waits for parts that are cutting off their work.
+const deadlineGrace = 200 * time.Millisecond
+
 // errDeadline ends the drain of a shutdown that took longer than CSRDESK_SHUTDOWN_TIMEOUT.
 var errDeadline = errors.New("shutdown deadline passed")
 
@@ -80,7 +83,7 @@ func (l *lifecycle) OnAbandon(name, what string) {
 	l.notes[name] = what
 }
 
-// Wait waits until every part has returned, or until the deadline after the stop. It returns the first part's
+// Wait waits until every part has returned, or until the deadline after the stop (and deadlineGrace). It returns the first part's
 // error, or an error naming the parts still running at the deadline, which it logs at ERROR: those are
 // abandoned, and Redis must then stay open under them until the process exits.
 func (l *lifecycle) Wait() error {
@@ -91,6 +94,13 @@ func (l *lifecycle) Wait() error {
 		l.cancelDrain(nil)
 		return err
 	case <-l.drain.Done():
+	}
+	// Parts that react to the deadline itself (the HTTP server cutting off its requests) get a moment to do so
+	// and log what they cut off, which says more than "abandoned".
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(deadlineGrace):
 	}
 	l.mu.Lock()
 	var parts []string

@@ -335,7 +335,9 @@ func TestServeSIGTERM(t *testing.T) {
 			t.Errorf("serve exited %s after SIGTERM, want just after its deadline %s", took.Round(time.Millisecond), timeout)
 		}
 		log := logs.String()
-		if !strings.Contains(log, "HTTP requests still in flight at the deadline are cut off") || !strings.Contains(log, "requests=1") || strings.Contains(log, "client is closed") {
+		// Cut off (the usual case), or abandoned if the machine is too busy for it to say so within the grace.
+		cut := strings.Contains(log, "HTTP requests still in flight at the deadline are cut off") && strings.Contains(log, "requests=1")
+		if !cut && !strings.Contains(log, `part="http drain"`) || strings.Contains(log, "client is closed") {
 			t.Errorf("log:\n%s", logTail(log, 3000))
 		}
 		t.Logf("a request that never finished: exit status 1 %s after SIGTERM (deadline %s)", took.Round(time.Millisecond), timeout)
