@@ -172,7 +172,9 @@ func (o *Outbox) deliver(ctx context.Context, m outMsg) {
 		var perm *Permanent
 		switch {
 		case err == nil:
-			o.ack(ctx, m.id)
+			// Recorded even when ctx ended during the send (a shutdown): a delivered reply left pending would be
+			// sent again by the process that claims it.
+			o.ack(context.WithoutCancel(ctx), m.id)
 			return
 		case errors.As(err, &perm):
 			o.log.Warn("outbox: reply refused for good, dropped", "channel", o.name, "chat_id", m.chat, "err", err)

@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -78,11 +79,18 @@ func New(cfg Config, engine *bot.Engine, matcher func() *faq.Matcher, rdb redis.
 }
 
 // Run delivers replies, runs the staff console when there is a staff channel, and receives events over Socket
-// Mode when there is an app token, until ctx is done.
+// Mode when there is an app token, until ctx is done. It returns once all of them have stopped, so that Redis
+// can be closed after it.
 func (s *Slack) Run(ctx context.Context) error {
-	go s.outbox.Run(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		if err := s.outbox.Run(ctx); err != nil {
+			s.log.Error("slack: replies will not be delivered", "err", err)
+		}
+	})
 	if s.cfg.StaffChannel != "" {
-		go s.console(ctx)
+		wg.Go(func() { s.console(ctx) })
 	}
 	if s.cfg.AppToken != "" {
 		s.socketMode(ctx)
@@ -92,15 +100,28 @@ func (s *Slack) Run(ctx context.Context) error {
 }
 
 // socketMode receives events and button presses over the WebSocket that Socket Mode opens to Slack, so that
-// csrdesk needs no public address. Each envelope is acknowledged at once, then handled like its HTTP twin.
+// csrdesk needs no public address. Each envelope is handled, then acknowledged, like its HTTP twin. It returns
+// once the connection and the envelopes in hand are done.
 func (s *Slack) socketMode(ctx context.Context) {
 	client := socketmode.New(s.api)
-	go func() {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
 		// RunContext reconnects by itself and returns only when ctx ends or the token is refused.
 		if err := client.RunContext(ctx); ctx.Err() == nil {
 			s.log.Error("slack: socket mode stopped", "err", err)
 		}
-	}()
+	})
+	// ack acknowledges an envelope once handled; at shutdown the connection is going, and an envelope not
+	// acknowledged comes again (to another process), where it is handled once.
+	ack := func(req *socketmode.Request) {
+		if req == nil {
+			return
+		}
+		if err := client.AckCtx(ctx, req.EnvelopeID, nil); err != nil && ctx.Err() == nil {
+			s.log.Warn("slack: socket mode: acknowledge", "err", err)
+		}
+	}
 	for {
 		var evt socketmode.Event
 		select {
@@ -112,22 +133,20 @@ func (s *Slack) socketMode(ctx context.Context) {
 		case socketmode.EventTypeEventsAPI:
 			ev, _ := evt.Data.(slackevents.EventsAPIEvent)
 			outer, _ := ev.Data.(*slackevents.EventsAPICallbackEvent)
-			go func() {
+			wg.Go(func() {
 				// Acknowledged once handled: an event not acknowledged comes again.
 				if outer != nil && s.handleNow("event", func(ctx context.Context) error { return s.handleEvent(ctx, outer.EventID, ev.InnerEvent) }) != nil {
 					return
 				}
-				if evt.Request != nil {
-					client.Ack(*evt.Request)
-				}
-			}()
+				ack(evt.Request)
+			})
 		case socketmode.EventTypeInteractive:
 			ic, _ := evt.Data.(slack.InteractionCallback)
-			go func() {
-				if s.handleNow("button", func(ctx context.Context) error { return s.handleInteraction(ctx, ic) }) == nil && evt.Request != nil {
-					client.Ack(*evt.Request)
+			wg.Go(func() {
+				if s.handleNow("button", func(ctx context.Context) error { return s.handleInteraction(ctx, ic) }) == nil {
+					ack(evt.Request)
 				}
-			}()
+			})
 		case socketmode.EventTypeInvalidAuth:
 			s.log.Error("slack: socket mode: the app token is refused (SLACK_APP_TOKEN)")
 		case socketmode.EventTypeConnectionError:

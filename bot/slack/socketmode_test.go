@@ -77,8 +77,17 @@ func TestSocketMode(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go s.Run(ctx)
+	stopped := make(chan error, 1)
+	go func() { stopped <- s.Run(ctx) }()
+	defer func() {
+		// Run returns once ctx ends, the connection and the envelopes in hand done, so Redis can close after.
+		cancel()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			t.Error("Run still running 5 s after ctx ended")
+		}
+	}()
 	select {
 	case <-linkDone:
 	case <-time.After(10 * time.Second):

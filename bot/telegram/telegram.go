@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -82,18 +83,28 @@ func New(cfg Config, engine *bot.Engine, rdb redis.UniversalClient, log *slog.Lo
 	return b, nil
 }
 
-// Run delivers replies and, unless a webhook is configured, polls for updates, until ctx is done.
+// Run delivers replies and, unless a webhook is configured, polls for updates, until ctx is done. It returns
+// once the outbox has stopped and the update in hand is handled, so that Redis can be closed after it.
 func (b *Bot) Run(ctx context.Context) error {
-	go b.outbox.Run(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Go(func() {
+		if err := b.outbox.Run(ctx); err != nil {
+			b.log.Error("telegram: replies will not be delivered", "err", err)
+		}
+	})
 	if b.cfg.WebhookURL != "" {
 		params := tgbotapi.Params{"url": b.cfg.WebhookURL, "allowed_updates": `["message","callback_query"]`}
 		if b.cfg.WebhookSecret != "" {
 			params["secret_token"] = b.cfg.WebhookSecret
 		}
 		if _, err := b.api.MakeRequest("setWebhook", params); err != nil {
-			return fmt.Errorf("telegram: set webhook: %w", err)
+			// Logged now rather than returned at shutdown: the outbox goes on delivering replies, and a webhook
+			// set by an earlier start may still bring updates.
+			b.log.Error("telegram: set webhook; updates may not come until it is set", "err", err)
+		} else {
+			b.log.Info("telegram: webhook set", "bot", b.api.Self.UserName)
 		}
-		b.log.Info("telegram: webhook set", "bot", b.api.Self.UserName)
 		<-ctx.Done()
 		return nil
 	}
@@ -104,11 +115,29 @@ func (b *Bot) Run(ctx context.Context) error {
 	return b.poll(ctx)
 }
 
+// ctxClient ties the Bot API's requests to a context, which tgbotapi's methods do not take: the long poll
+// (PollTimeout, 30 s) must end when ctx does instead of holding a shutdown up.
+type ctxClient struct {
+	ctx context.Context
+	c   tgbotapi.HTTPClient
+}
+
+func (c ctxClient) Do(req *http.Request) (*http.Response, error) {
+	return c.c.Do(req.WithContext(c.ctx))
+}
+
 const offsetKey = rdb.TelegramOffset
 
 // poll reads updates with getUpdates. The offset is kept in Redis and advanced only past handled updates, so a
 // restart neither skips nor (thanks to the de-duplication in handle) answers twice.
 func (b *Bot) poll(ctx context.Context) error {
+	// getUpdates goes through a copy of the API whose requests end with ctx; replies (Deliver) keep the
+	// original, so that a message being sent at shutdown is not cut off.
+	poller := *b.api
+	poller.Client = ctxClient{ctx: ctx, c: b.api.Client}
+	// Updates already fetched are handled to the end even when ctx ends meanwhile (a half-handled update would
+	// be answered late, by the next process); the rest of the batch is left for it.
+	work := context.WithoutCancel(ctx)
 	backoff := time.Second
 	for ctx.Err() == nil {
 		offset, err := b.rdb.Get(ctx, offsetKey).Int()
@@ -118,7 +147,7 @@ func (b *Bot) poll(ctx context.Context) error {
 			bot.Sleep(ctx, time.Second)
 			continue
 		}
-		updates, err := b.api.GetUpdates(tgbotapi.UpdateConfig{Offset: offset, Timeout: int(b.cfg.PollTimeout.Seconds()), AllowedUpdates: []string{"message", "callback_query"}})
+		updates, err := poller.GetUpdates(tgbotapi.UpdateConfig{Offset: offset, Timeout: int(b.cfg.PollTimeout.Seconds()), AllowedUpdates: []string{"message", "callback_query"}})
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
@@ -136,7 +165,10 @@ func (b *Bot) poll(ctx context.Context) error {
 		}
 		backoff = time.Second
 		for _, u := range updates {
-			if err := b.handle(ctx, u); err != nil {
+			if ctx.Err() != nil {
+				return nil // not handled, so not past the saved offset: fetched again on the next start
+			}
+			if err := b.handle(work, u); err != nil {
 				level := slog.LevelError
 				if errors.Is(err, bot.ErrInProgress) {
 					level = slog.LevelInfo // another process is answering it
@@ -145,7 +177,7 @@ func (b *Bot) poll(ctx context.Context) error {
 				bot.Sleep(ctx, time.Second)
 				break
 			}
-			if err := b.rdb.Set(ctx, offsetKey, u.UpdateID+1, 0).Err(); err != nil {
+			if err := b.rdb.Set(work, offsetKey, u.UpdateID+1, 0).Err(); err != nil {
 				b.log.Warn("telegram: save offset", "err", err)
 			}
 		}

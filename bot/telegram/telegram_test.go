@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -293,5 +294,49 @@ func TestPacingPerChat(t *testing.T) {
 		if f.api.sent[i].Get("text") != fmt.Sprint(i) {
 			t.Errorf("message %d is %q: out of order", i, f.api.sent[i].Get("text"))
 		}
+	}
+}
+
+// TestRunStopsDuringLongPoll: a shutdown does not wait for Telegram to end a long poll (30 s by default); Run
+// returns once ctx ends, its outbox stopped.
+func TestRunStopsDuringLongPoll(t *testing.T) {
+	polling := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm() // read to the end, so that the server sees the client go away
+		switch r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:] {
+		case "getMe":
+			io.WriteString(w, `{"ok":true,"result":{"id":42,"is_bot":true,"first_name":"CSR desk","username":"csrdesk_bot"}}`)
+		case "getUpdates":
+			select {
+			case polling <- struct{}{}:
+			default:
+			}
+			<-r.Context().Done() // as Telegram does: nothing new, so the answer comes at the poll's timeout
+		default:
+			io.WriteString(w, `{"ok":true,"result":true}`)
+		}
+	}))
+	defer srv.Close()
+	rc := redisSrv.Client(t)
+	b, err := New(Config{Token: "1:x", Endpoint: srv.URL + "/bot%s/%s", PollTimeout: 30 * time.Second}, bottest.Engine(t, rc, bottest.Config()), rc, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	select {
+	case <-polling:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no getUpdates")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run still waiting for the long poll 5 s after ctx ended")
 	}
 }

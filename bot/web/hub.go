@@ -50,17 +50,33 @@ func (h *hub) notify(topic string) {
 	}
 }
 
-// run relays notices from Redis until ctx is done.
+// run relays notices from Redis until ctx is done, and returns only once its subscription is closed, so that
+// Redis can be closed after it.
 func (h *hub) run(ctx context.Context, rdb redis.UniversalClient) {
 	for ctx.Err() == nil {
-		ps := rdb.Subscribe(ctx, bot.NotifyChannel)
-		for msg := range ps.Channel() {
-			h.notify(msg.Payload)
-		}
-		ps.Close()
+		h.relay(ctx, rdb)
 		select {
 		case <-ctx.Done():
 		case <-time.After(time.Second):
+		}
+	}
+}
+
+// relay relays notices from one subscription until ctx is done or the subscription's channel closes. A
+// subscription's channel does not close when ctx ends, so relay watches ctx itself.
+func (h *hub) relay(ctx context.Context, rdb redis.UniversalClient) {
+	ps := rdb.Subscribe(ctx, bot.NotifyChannel)
+	defer ps.Close()
+	ch := ps.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg, ok := <-ch:
+			if !ok {
+				return
+			}
+			h.notify(msg.Payload)
 		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-redis/redis_rate/v10"
@@ -58,6 +59,9 @@ type Server struct {
 	pages  *pages
 	hub    *hub
 	limit  *redis_rate.Limiter
+	// ending is closed by EndStreams: the event streams, which never finish on their own, end then.
+	ending  chan struct{}
+	endOnce sync.Once
 }
 
 // ChannelName is the name the web chat's messages carry.
@@ -79,13 +83,18 @@ func New(cfg Config, engine *bot.Engine, rdb redis.UniversalClient, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, engine: engine, rdb: rdb, log: log, md: md, pages: p, hub: newHub(), limit: redis_rate.NewLimiter(rdb)}
+	s := &Server{cfg: cfg, engine: engine, rdb: rdb, log: log, md: md, pages: p, hub: newHub(), limit: redis_rate.NewLimiter(rdb), ending: make(chan struct{})}
 	engine.Register(ChannelName, s)
 	return s, nil
 }
 
 // Run relays news of chats and tickets to the pages open in this process, until ctx is done.
 func (s *Server) Run(ctx context.Context) { s.hub.run(ctx, s.rdb) }
+
+// EndStreams ends the open event streams, and those that open later at once: a server shutting down calls it
+// (http.Server.RegisterOnShutdown) so that the streams do not hold the shutdown up, while ordinary requests in
+// flight still complete. The browser reconnects, with Last-Event-ID, to a process that is running.
+func (s *Server) EndStreams() { s.endOnce.Do(func() { close(s.ending) }) }
 
 // Register adds the web chat's and the staff inbox's routes to mux.
 func (s *Server) Register(mux *http.ServeMux) {
@@ -266,7 +275,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 }
 
 // stream sends the entries of a Redis stream after the given id as server-sent events, then each new entry as
-// the hub announces it, until the client goes away. Without news it re-reads every StreamWait, which sends a
+// the hub announces it, until the client goes away or EndStreams is called. Without news it re-reads every StreamWait, which sends a
 // keep-alive and covers a notice lost while Pub/Sub reconnected.
 func (s *Server) stream(w http.ResponseWriter, r *http.Request, topic, key, after string, write func(id string, v map[string]any)) {
 	flusher, ok := w.(http.Flusher)
@@ -307,6 +316,8 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, topic, key, afte
 		timer.Reset(s.cfg.StreamWait)
 		select {
 		case <-ctx.Done():
+			return
+		case <-s.ending:
 			return
 		case <-news:
 		case <-timer.C:

@@ -374,3 +374,31 @@ func TestForgetAnAddress(t *testing.T) {
 		t.Errorf("%d messages before, %d after: only the one naming the address should go", before, after)
 	}
 }
+
+// TestShutdown: EndStreams ends the open event streams (a server shutting down would wait for them for ever),
+// and Run returns once ctx ends, its Pub/Sub subscription closed, so that Redis can be closed after it.
+func TestShutdown(t *testing.T) {
+	f := newFixture(t, Config{StreamWait: time.Minute})
+	events := f.stream(t, f.session(t), "")
+	f.web.EndStreams()
+	f.web.EndStreams() // a second call (a second shutdown) is harmless
+	timeout := time.After(5 * time.Second)
+	for open := true; open; {
+		select {
+		case _, open = <-events:
+		case <-timeout:
+			t.Fatal("the event stream is still open 5 s after EndStreams")
+		}
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { f.web.Run(ctx); close(done) }()
+	time.Sleep(100 * time.Millisecond) // subscribed
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run still relaying 5 s after ctx ended")
+	}
+}

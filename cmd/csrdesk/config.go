@@ -45,6 +45,9 @@ type config struct {
 	ClaimIdle     time.Duration // how long a dead worker's jobs wait before another takes them
 	RetryBase     time.Duration // the wait before a recipient refused with 4xx is tried again, doubled each time
 	APIToken      string
+	// ShutdownTimeout bounds a stop: how long serve and worker wait, after SIGTERM, for the requests and
+	// messages they have taken.
+	ShutdownTimeout time.Duration
 
 	DKIMKeyFile, DKIMDomain, DKIMSelector string
 }
@@ -59,6 +62,8 @@ func parseConfig(getenv func(string) string) (config, error) {
 		OutboxDir: "var/outbox",
 		MailFrom:  "csrdesk@localhost.localdomain",
 		MailRate:  50,
+		// Under the 30 s Kubernetes gives by default between SIGTERM and SIGKILL.
+		ShutdownTimeout: 20 * time.Second,
 	}
 	var errs []string
 	str := func(name string, dst *string) {
@@ -176,6 +181,7 @@ func parseConfig(getenv func(string) string) (config, error) {
 	}
 	duration("CSRDESK_MAIL_CLAIM_IDLE", &c.ClaimIdle)
 	duration("CSRDESK_MAIL_RETRY_BASE", &c.RetryBase)
+	duration("CSRDESK_SHUTDOWN_TIMEOUT", &c.ShutdownTimeout)
 	str("CSRDESK_API_TOKEN", &c.APIToken)
 	str("CSRDESK_DKIM_KEY_FILE", &c.DKIMKeyFile)
 	str("CSRDESK_DKIM_SELECTOR", &c.DKIMSelector)

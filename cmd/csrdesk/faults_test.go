@@ -60,6 +60,7 @@ func TestFaults(t *testing.T) {
 	t.Run("RedisEmpty", func(t *testing.T) { add(redisEmpty(t, bin)) })
 	t.Run("ChatPlatformsThrottle", func(t *testing.T) { add(chatBurst(t, bin)) })
 	t.Run("MalformedInput", func(t *testing.T) { add(malformedInput(t)) })
+	t.Run("SIGTERMUnderLoad", func(t *testing.T) { add(sigtermServe(t, bin)) })
 	t.Run("ScaleOut", func(t *testing.T) {
 		for _, r := range scaleOut(t, bin) {
 			add(r)
@@ -697,4 +698,17 @@ func scaleOut(t *testing.T, bin string) []faultRow {
 			lost: lost, dups: dups, bound: "0", recovery: fmt.Sprintf("%.0f mails/s", float64(n)/mailTime.Seconds())})
 	}
 	return rows
+}
+
+// sigtermServe: SIGTERM to csrdesk serve while 64 clients send web chat messages and Telegram webhook updates
+// as fast as it answers, with 20 event streams open. Every message it took is stored and answered, and it exits
+// 0 within its deadline (the default 20 s) with no error in its log (see sigtermUnderLoad).
+func sigtermServe(t *testing.T, bin string) faultRow {
+	const clients, streams, deadline = 64, 20, 20 * time.Second
+	r := sigtermUnderLoad(t, bin, clients, streams, 3*time.Second, deadline)
+	if r.dups > 0 {
+		t.Errorf("%d Telegram replies sent or queued twice", r.dups)
+	}
+	return faultRow{fault: "SIGTERM to serve under load", affected: fmt.Sprintf("%d requests from %d clients, %d in flight at SIGTERM; %d event streams", r.requests, clients, r.inFlight, streams),
+		lost: r.lost, dups: r.dups, bound: "0", recovery: fmt.Sprintf("exit 0 in %s (deadline %s); %d refused after it", secs(r.exit), secs(deadline), r.refused)}
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode/utf8"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
 
 	"csrdesk/bot"
 	"csrdesk/bot/slack"
@@ -56,7 +58,13 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	defer rc.Close()
+	// Until the parts start, a setup that fails closes Redis here; then stop closes it, once they are done.
+	closeRedis := true
+	defer func() {
+		if closeRedis {
+			rc.Close()
+		}
+	}()
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -104,6 +112,9 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 			OnErase: func(ctx context.Context, email string) error { _, err := forgetInChats(ctx, rc, email); return err }}).Register(mux)
 	}
 
+	// Everything that can fail is set up before any part starts, so that a failure returns with nothing
+	// running on Redis.
+	var parts []func(*lifecycle)
 	if cfg.Slack.BotToken != "" {
 		sl, err := slack.New(cfg.Slack, engine, kb.Matcher, rc, log)
 		if err != nil {
@@ -111,7 +122,7 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 		}
 		mux.Handle("POST /slack/events", sl.EventsHandler())
 		mux.Handle("POST /slack/interactions", sl.InteractionsHandler())
-		go sl.Run(ctx)
+		parts = append(parts, func(lc *lifecycle) { lc.Go("slack", sl.Run) })
 	}
 	if cfg.Telegram.Token != "" {
 		tg, err := telegram.New(cfg.Telegram, engine, rc, log)
@@ -119,75 +130,124 @@ func serve(ctx context.Context, cfg config, args []string, stderr io.Writer) err
 			return err
 		}
 		mux.Handle("POST /telegram/webhook", tg.WebhookHandler())
-		go func() {
-			if err := tg.Run(ctx); err != nil {
-				log.Error("telegram stopped", "err", err)
-			}
-		}()
+		parts = append(parts, func(lc *lifecycle) {
+			lc.Go("telegram", func(ctx context.Context) error {
+				// The help desk goes on without Telegram (a webhook Telegram refused, say): logged, not fatal.
+				if err := tg.Run(ctx); err != nil {
+					log.Error("telegram stopped", "err", err)
+				}
+				return nil
+			})
+		})
 	}
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	// Streams (server-sent events) end when the server shuts down, instead of holding it up.
-	baseCtx, cancelBase := context.WithCancel(context.Background())
-	defer cancelBase()
+	// Requests run on the server's default base context, which a shutdown does not cancel: a request in
+	// flight at SIGTERM completes (a chat message is stored and answered). Only the event streams, which would
+	// hold a shutdown up for ever, are ended when it starts.
+	requests := &inFlight{h: mux}
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           requests,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 	}
-	srv.RegisterOnShutdown(cancelBase)
+	srv.RegisterOnShutdown(webSrv.EndStreams)
+
+	lc := newLifecycle(ctx, cfg.ShutdownTimeout, log)
+	closeRedis = false
+	for _, start := range parts {
+		start(lc)
+	}
+	lc.Go("http", func(ctx context.Context) error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	lc.Go("http drain", func(ctx context.Context) error {
+		<-ctx.Done()
+		// Shutdown closes the listener, then waits for the requests in flight, until the deadline.
+		if err := srv.Shutdown(lc.drain); err != nil {
+			n := requests.n.Load()
+			log.Error("shutdown: HTTP requests still in flight at the deadline are cut off", "requests", n, "err", err, "cause", context.Cause(lc.drain))
+			srv.Close()
+			// A failure of the stop: the process exits 1, and Redis stays open under the handlers cut off.
+			return fmt.Errorf("%d requests cut off: %w", n, errDeadline)
+		}
+		return nil
+	})
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	go func() {
+	lc.Go("knowledge base reload", func(ctx context.Context) error {
 		for {
 			select {
 			case <-ctx.Done():
-				return
+				return nil
 			case <-hup:
 				_ = kb.Reload() // an invalid base is logged; the last good one keeps serving
 			}
 		}
-	}()
-	go func() {
+	})
+	lc.Go("knowledge base watch", func(ctx context.Context) error {
 		if err := kb.Watch(ctx); err != nil {
 			log.Warn("knowledge base will not reload on its own", "err", err)
 		}
-	}()
-	go remind(ctx, engine, log)
-	go ds.Watch(ctx, datasetCheck)
-	workerCtx, stopWorker := context.WithCancel(ctx)
-	workerDone := make(chan struct{})
-	go func() {
-		defer close(workerDone)
-		if err := mailWorker.Run(workerCtx); err != nil {
+		return nil
+	})
+	lc.Go("ticket reminders", func(ctx context.Context) error { remind(ctx, engine, log); return nil })
+	lc.Go("redis data set", func(ctx context.Context) error { ds.Watch(ctx, datasetCheck); return nil })
+	lc.OnAbandon("campaign worker", abandonedMail)
+	lc.Go("campaign worker", func(ctx context.Context) error {
+		// Run finishes the messages it has taken once ctx is done; the desk goes on without mail if it fails.
+		if err := mailWorker.Run(ctx); err != nil {
 			log.Error("campaign worker stopped", "err", err)
 		}
-	}()
-	defer func() { stopWorker(); <-workerDone }() // it finishes the messages it has taken
-	go webSrv.Run(ctx)
+		return nil
+	})
+	lc.OnAbandon("http drain", "the requests still in flight are cut off; their clients see the connection close")
+	lc.Go("web chat news", func(ctx context.Context) error { webSrv.Run(ctx); return nil })
 
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	log.Info("csrdesk serving", "addr", ln.Addr().String(), "public_url", cfg.PublicURL, "redis", rdb.Redact(cfg.RedisURL),
 		"entries", len(kb.Matcher().Base().Entries), "web_chat", cfg.PublicURL+"/chat", "staff_inbox", cfg.PublicURL+"/staff")
-	select {
-	case err := <-errc:
-		return fmt.Errorf("http server: %w", err)
-	case <-ctx.Done():
+	<-lc.ctx.Done()
+	log.Info("shutting down", "cause", context.Cause(lc.ctx), "requests_in_flight", requests.n.Load(), "timeout", cfg.ShutdownTimeout)
+	return stop(lc, rc, log)
+}
+
+// abandonedMail is what becomes of the campaign worker's messages when a shutdown gives up on it.
+const abandonedMail = "the jobs the campaign worker had taken stay pending; another worker takes them after CSRDESK_MAIL_CLAIM_IDLE, and a message the mail server accepted but not yet recorded may go out twice"
+
+// stop waits for the parts of a process to drain, then closes Redis. When the deadline passes it leaves Redis
+// open: the abandoned parts would only add "redis: client is closed" to the log, and the process exits anyway.
+func stop(lc *lifecycle, rc redis.UniversalClient, log *slog.Logger) error {
+	err := lc.Wait()
+	if errors.Is(err, errDeadline) {
+		return err
 	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("shutdown: %w", err)
+	if cerr := rc.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close redis: %w", cerr)
 	}
-	return nil
+	if err == nil {
+		log.Info("stopped", "took", lc.Since().Round(time.Millisecond))
+	}
+	return err
+}
+
+// inFlight counts the requests being handled (open event streams included), for the log of a shutdown.
+type inFlight struct {
+	n atomic.Int64
+	h http.Handler
+}
+
+func (f *inFlight) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.n.Add(1)
+	defer f.n.Add(-1)
+	f.h.ServeHTTP(w, r)
 }
 
 // remind raises reminders for unclaimed tickets every half minute until ctx is done.

@@ -61,14 +61,6 @@ func serveProcess(t *testing.T, bin, addr string, env ...string) {
 	}
 }
 
-// logTail is the end of a log, at most n bytes.
-func logTail(s string, n int) string {
-	if len(s) > n {
-		return "..." + s[len(s)-n:]
-	}
-	return s
-}
-
 // TestWholeProductOnOneRedis runs every feature that shares a Redis in production on one database, through the
 // binary: a calendar event before any ticket and another after, tickets from Telegram and the web chat worked in
 // the Slack staff channel, a campaign inviting to the event, a subscription confirmed by its link. Then every key
