@@ -478,8 +478,8 @@ func (w *Worker) release(ctx context.Context, id int64, jobs []job) {
 const readBatch = 200
 
 // batch is how many jobs to read at once: readBatch, but at a low rate only as many as the worker sends in a
-// quarter of ClaimIdle, so that no job waits so long in this worker that another one takes it over and sends it
-// too.
+// quarter of ClaimIdle: the jobs a worker holds when it dies wait ClaimIdle for another, and fewer of them are
+// late that way.
 func (w *Worker) batch() int {
 	if w.cfg.Rate <= 0 {
 		return readBatch
