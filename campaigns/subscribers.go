@@ -245,7 +245,7 @@ func (r *ImportReport) Stored() int { return r.Added + r.Updated + r.Unchanged }
 // known to be stored. Importing the same file again finishes it: rows already stored come out unchanged, and no
 // one is added twice or gets a second consent record.
 type ImportStopped struct {
-	Line   int // the first line whose row is not stored
+	Line   int  // the first line whose row is not stored
 	Stored int  // the rows stored before it
 	Read   bool // reading the input failed, not Redis
 	Err    error
