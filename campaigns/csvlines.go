@@ -72,6 +72,12 @@ func (r *csvReader) Next() (csvRecord, error) {
 		var ce *csvError
 		if errors.As(err, &ce) {
 			// Only the first line: the lines after it may be rows of their own that a stray quote pulled in.
+			// Reading them again costs little: a record runs on past a line only while an odd number of quotes
+			// is open, so a look-ahead ends at the next line with an odd number of quotes, and each line is read
+			// again at most once.
+			if lines > 1 {
+				ce.msg += fmt.Sprintf("; only line %d is skipped, the lines after it are read as rows of their own", ce.line)
+			}
 			r.drop(1)
 			return csvRecord{}, err
 		}
@@ -98,23 +104,25 @@ func (r *csvReader) parse() (csvRecord, int, error) {
 		size   int
 	)
 	start := r.ahead[0].n
-	unclosed := func(why string) error {
-		msg := fmt.Sprintf("field %d opens a quote (\") that is not closed %s", len(fields)+1, why)
-		if len(r.ahead) > 1 {
-			msg += fmt.Sprintf("; only line %d is skipped, the lines after it are read as rows of their own", start)
-		}
-		return &csvError{start, msg}
+	// A broken record returns the lines it looked at, for Next to skip one or all of them.
+	broken := func(lines int, format string, args ...any) (csvRecord, int, error) {
+		return csvRecord{}, lines, &csvError{start, fmt.Sprintf(format, args...)}
 	}
+	const unclosed = "field %d opens a quote (\") that is not closed %s"
 	for i := 0; ; i++ {
 		l, err := r.line(i)
 		if err == io.EOF {
-			return csvRecord{}, 0, unclosed("by the end of the file")
+			return broken(i, unclosed, len(fields)+1, "by the end of the file")
 		}
 		if err != nil {
 			return csvRecord{}, 0, err
 		}
 		if size += len(l.b) + 1; l.long || size > maxRecord {
-			return csvRecord{}, 0, unclosed(fmt.Sprintf("within %d KiB", maxRecord>>10))
+			return broken(i+1, unclosed, len(fields)+1, fmt.Sprintf("within %d KiB", maxRecord>>10))
+		}
+		on := "" // where a problem is when it is not on the record's first line
+		if l.n != start {
+			on = fmt.Sprintf(" on line %d", l.n)
 		}
 		for _, c := range l.b {
 			switch state {
@@ -132,7 +140,7 @@ func (r *csvReader) parse() (csvRecord, int, error) {
 				case ',':
 					fields, field, state = append(fields, string(field)), field[:0], fieldStart
 				case '"':
-					return csvRecord{}, 0, &csvError{start, fmt.Sprintf(`field %d has a " inside it (quote the whole field and double the " inside: "say ""hi""")`, len(fields)+1)}
+					return broken(i+1, `field %d has a " inside it%s (quote the whole field and double the " inside: "say ""hi""")`, len(fields)+1, on)
 				default:
 					field = append(field, c)
 				}
@@ -150,15 +158,15 @@ func (r *csvReader) parse() (csvRecord, int, error) {
 					fields, field, state = append(fields, string(field)), field[:0], fieldStart
 				default:
 					if l.n == start {
-						return csvRecord{}, 0, &csvError{start, fmt.Sprintf(`field %d: the " that closes it is followed by %q, not a comma or the end of the line (double a " inside a quoted field: "say ""hi""")`, len(fields)+1, c)}
+						return broken(i+1, `field %d: the " that closes it is followed by %q, not a comma or the end of the line (double a " inside a quoted field: "say ""hi""")`, len(fields)+1, c)
 					}
-					return csvRecord{}, 0, unclosed(fmt.Sprintf("properly (the next \", on line %d, is followed by %q)", l.n, c))
+					return broken(i+1, unclosed, len(fields)+1, fmt.Sprintf("properly (the next \", on line %d, is followed by %q)", l.n, c))
 				}
 			}
 		}
 		if state == quoted {
 			if !l.nl {
-				return csvRecord{}, 0, unclosed("by the end of the file")
+				return broken(i+1, unclosed, len(fields)+1, "by the end of the file")
 			}
 			field = append(field, '\n')
 			continue
