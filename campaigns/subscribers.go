@@ -73,7 +73,7 @@ type Store struct {
 // NewStore returns a store on rdb.
 func NewStore(rdb redis.UniversalClient) *Store { return &Store{rdb: rdb, now: time.Now} }
 
-// Subscriber and list keys share the hash tag {subs}: an import's transaction and scripts touch several of
+// Subscriber and list keys share the hash tag {subs}: an import's script and the others touch several of
 // them, which Redis Cluster allows only within one slot.
 const (
 	listsKey = "csrdesk:{subs}:lists" // hash: list name -> JSON {created}
@@ -279,7 +279,7 @@ const (
 // fieldLimits are the limits in characters of the standard columns but email.
 var fieldLimits = map[string]int{"name": maxName, "company": maxName, "role": maxName, "country": maxCountry, "language": maxLanguage}
 
-// importBatch is how many rows go to Redis in one transaction: small enough that a batch is a few hundred
+// importBatch is how many rows go to Redis in one script call: small enough that a batch is a few hundred
 // kilobytes at most (64 KiB a row at the very worst) and quick, large enough that round trips do not dominate.
 const importBatch = 500
 
