@@ -279,8 +279,9 @@ const (
 // fieldLimits are the limits in characters of the standard columns but email.
 var fieldLimits = map[string]int{"name": maxName, "company": maxName, "role": maxName, "country": maxCountry, "language": maxLanguage}
 
-// importBatch is how many rows go to Redis in one script call: small enough that a batch is a few hundred
-// kilobytes at most (64 KiB a row at the very worst) and quick, large enough that round trips do not dominate.
+// importBatch is how many rows go to Redis in one script call: small enough that a batch is some 50 KB of
+// ordinary rows (under 10 MB with every field at its limit) and takes Redis milliseconds, large enough that round
+// trips do not dominate.
 const importBatch = 500
 
 // ImportOptions says where an import goes and what it vouches for.
