@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -423,4 +424,41 @@ func BenchmarkImport(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "rows/s")
+}
+
+// failingReader gives r's bytes until n are read, then err: an upload cut off midway.
+type failingReader struct {
+	r   io.Reader
+	n   int
+	err error
+}
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.n <= 0 {
+		return 0, f.err
+	}
+	if len(p) > f.n {
+		p = p[:f.n]
+	}
+	n, err := f.r.Read(p)
+	f.n -= n
+	return n, err
+}
+
+// An input that breaks off midway stops the import as Redis failing does: the rows of the batches before are
+// stored, the error says at which line, and that reading failed.
+func TestImportReadFails(t *testing.T) {
+	ctx := context.Background()
+	s := mustStore(t, "events")
+	file := people(2000)
+	cut := strings.Index(file, "p001200@") // in the third batch
+	broken := errors.New("connection reset")
+	rep, err := s.Import(ctx, &failingReader{strings.NewReader(file), cut, broken}, ImportOptions{List: "events", Confirmed: true})
+	var stopped *ImportStopped
+	if !errors.As(err, &stopped) || !errors.Is(err, broken) || !stopped.Read || stopped.Line != 1002 || stopped.Stored != 1000 {
+		t.Fatalf("import of a cut-off input: %+v, %v", stopped, err)
+	}
+	if n, _ := s.rdb.ZCard(ctx, membersKey("events")).Result(); n != 1000 || rep.Added != 1000 {
+		t.Errorf("%d members, report %+v; want the first two batches", n, rep)
+	}
 }
