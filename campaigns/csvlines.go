@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"unicode/utf8"
 )
 
 // maxRecord is the most one CSV record of an import may take, quoted line breaks included: far above a real row
@@ -124,7 +125,7 @@ func (r *csvReader) parse() (csvRecord, int, error) {
 		if l.n != start {
 			on = fmt.Sprintf(" on line %d", l.n)
 		}
-		for _, c := range l.b {
+		for j, c := range l.b {
 			switch state {
 			case fieldStart:
 				switch c {
@@ -157,10 +158,11 @@ func (r *csvReader) parse() (csvRecord, int, error) {
 				case ',':
 					fields, field, state = append(fields, string(field)), field[:0], fieldStart
 				default:
+					next, _ := utf8.DecodeRune(l.b[j:]) // the character, not its first byte, for the message
 					if l.n == start {
-						return broken(i+1, `field %d: the " that closes it is followed by %q, not a comma or the end of the line (double a " inside a quoted field: "say ""hi""")`, len(fields)+1, c)
+						return broken(i+1, `field %d: the " that closes it is followed by %q, not a comma or the end of the line (double a " inside a quoted field: "say ""hi""")`, len(fields)+1, next)
 					}
-					return broken(i+1, unclosed, len(fields)+1, fmt.Sprintf("properly (the next \", on line %d, is followed by %q)", l.n, c))
+					return broken(i+1, unclosed, len(fields)+1, fmt.Sprintf("properly (the next \", on line %d, is followed by %q)", l.n, next))
 				}
 			}
 		}

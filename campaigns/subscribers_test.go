@@ -224,6 +224,7 @@ func TestImportUnbalancedQuote(t *testing.T) {
 		{"closed far on", `"broken@example.com,Broken,,,,`, `line 4: field 1 opens a quote (") that is not closed properly (the next ", on line 603, is followed by 'q'); only line 4 is skipped, the lines after it are read as rows of their own`},
 		{"bare quote", `broken@example.com,Bro"ken,,,,`, `line 4: field 2 has a " inside it (quote the whole field and double the " inside: "say ""hi""")`},
 		{"closed wrongly", `broken@example.com,"Broken"x,,,,`, `line 4: field 2: the " that closes it is followed by 'x', not a comma or the end of the line (double a " inside a quoted field: "say ""hi""")`},
+		{"closed wrongly by é", `broken@example.com,"Broken"é,,,,`, `line 4: field 2: the " that closes it is followed by 'é', not a comma or the end of the line (double a " inside a quoted field: "say ""hi""")`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := mustStore(t, "events")
