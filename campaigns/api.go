@@ -15,6 +15,14 @@ import (
 	"csrdesk/templates"
 )
 
+// Limits of an import through the API: the body (about 800,000 rows of 250 bytes), and the problems its answer
+// lists (all are counted).
+const (
+	maxImportBody     = 200 << 20
+	maxListedProblems = 10000
+	importLogEvery    = 50000 // rows between two progress lines in the log
+)
+
 // API serves the mailer's operations as JSON over HTTP, for scripts and other tools: the same as the CLI.
 // Every request needs "Authorization: Bearer <token>".
 type API struct {
@@ -91,8 +99,41 @@ func (a *API) Register(mux *http.ServeMux) {
 	})
 	h("POST /api/lists/{name}/subscribers", func(w http.ResponseWriter, r *http.Request) (any, int, error) {
 		// ?confirmed=true vouches that every row has consented, as the CLI's --confirmed does.
-		opts := ImportOptions{List: r.PathValue("name"), Confirmed: r.URL.Query().Get("confirmed") == "true", Source: "api"}
-		rep, err := a.Store.Import(r.Context(), http.MaxBytesReader(w, r.Body, 200<<20), opts)
+		list := r.PathValue("name")
+		opts := ImportOptions{List: list, Confirmed: r.URL.Query().Get("confirmed") == "true", Source: "api", MaxProblems: maxListedProblems,
+			Stored: func(rows, line int) {
+				// A large import takes a while: the log says how far it is.
+				if rows%importLogEvery < importBatch {
+					a.Log.Info("import progress", "list", list, "rows_stored", rows, "line", line)
+				}
+			}}
+		start := time.Now()
+		rep, err := a.Store.Import(r.Context(), http.MaxBytesReader(w, r.Body, maxImportBody), opts)
+		var stopped *ImportStopped
+		if errors.As(err, &stopped) {
+			// The report so far goes back with the error: what was stored, and the line to look at.
+			status, why := http.StatusServiceUnavailable, "the datastore failed (the server log says how)"
+			var tooLarge *http.MaxBytesError
+			switch {
+			case errors.As(err, &tooLarge):
+				status, why = http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is larger than %d MiB; split the file", maxImportBody>>20)
+			case errors.Is(err, context.Canceled):
+				why = "the request was cancelled"
+			case stopped.Read:
+				status, why = http.StatusBadRequest, fmt.Sprintf("reading the body failed (%v)", errors.Unwrap(stopped.Err))
+			}
+			a.Log.Error("import stopped", "list", list, "line", stopped.Line, "rows_stored", stopped.Stored, "seconds", time.Since(start).Seconds(), "err", err)
+			writeJSON(w, status, map[string]any{
+				"error": fmt.Sprintf("import stopped at line %d with %d rows stored before it: %s; post the same file again to finish it (rows already stored are not added twice)",
+					stopped.Line, stopped.Stored, why),
+				"report": rep,
+			})
+			return nil, 0, nil
+		}
+		if err == nil {
+			a.Log.Info("import", "list", list, "added", rep.Added, "updated", rep.Updated, "unchanged", rep.Unchanged, "not_imported", rep.NotImported,
+				"lines", rep.Lines, "seconds", time.Since(start).Seconds())
+		}
 		return rep, http.StatusOK, err
 	})
 	mux.HandleFunc("GET /api/lists/{name}/subscribers", a.auth(func(w http.ResponseWriter, r *http.Request) (any, int, error) {

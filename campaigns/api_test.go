@@ -3,14 +3,17 @@ package campaigns
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"csrdesk/internal/rdb/rdbtest"
 	"csrdesk/internal/smtptest"
 )
 
@@ -156,5 +159,72 @@ func TestAPISubscriptionsAndPrivacy(t *testing.T) {
 	}
 	if code, body := call("POST", "/api/inbound", "From: a@example.com\r\nSubject: hello\r\n\r\nhi"); code != 200 || !strings.Contains(body, "not a bounce") {
 		t.Errorf("inbound ordinary mail: %d %s", code, body)
+	}
+}
+
+// A large import through the API, into a Redis that runs out of memory partway: the answer says at which line it
+// stopped and how many rows it stored, with the report so far; posted again once Redis has room, it finishes,
+// without adding anyone twice.
+func TestAPIImportLarge(t *testing.T) {
+	ctx := context.Background()
+	srv, err := rdbtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	rc := srv.Client(t)
+	// This server's durability is not under test: without its AOF the 200,000 rows take some 40% less time.
+	if err := rc.ConfigSet(ctx, "appendonly", "no").Err(); err != nil {
+		t.Fatal(err)
+	}
+	s := NewStore(rc)
+	if err := s.CreateList(ctx, List{Name: "big"}); err != nil {
+		t.Fatal(err)
+	}
+	call := serveAPI(t, &API{Store: s, Token: "tok", Log: slog.New(slog.DiscardHandler)})
+	const n = 100000
+	file := people(n)
+	// Room for some 15,000 of the 100,000 rows (about 1 KB each in Redis).
+	used, err := rc.Info(ctx, "memory").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var base int64
+	fmt.Sscanf(used[strings.Index(used, "used_memory:")+len("used_memory:"):], "%d", &base)
+	if err := rc.ConfigSet(ctx, "maxmemory", strconv.FormatInt(base+15<<20, 10)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	code, body := call("POST", "/api/lists/big/subscribers?confirmed=true", file, "tok")
+	var failed struct {
+		Error  string
+		Report ImportReport
+	}
+	if err := json.Unmarshal([]byte(body), &failed); err != nil || code != 503 {
+		t.Fatalf("import into a full Redis: %d %.500s", code, body)
+	}
+	stored := failed.Report.Stored()
+	t.Logf("stopped after %v at line %d with %d rows stored", time.Since(start), failed.Report.StoppedAt, stored)
+	want := fmt.Sprintf("import stopped at line %d with %d rows stored before it: the datastore failed", stored+2, stored)
+	if stored == 0 || stored >= n || failed.Report.StoppedAt != stored+2 || !strings.HasPrefix(failed.Error, want) {
+		t.Fatalf("the answer does not say how far it got: %d %.500s", code, body)
+	}
+	if m, _ := rc.ZCard(ctx, membersKey("big")).Result(); m != int64(stored) {
+		t.Errorf("%d members; the answer says %d rows stored", m, stored)
+	}
+	if err := rc.ConfigSet(ctx, "maxmemory", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	code, body = call("POST", "/api/lists/big/subscribers?confirmed=true", file, "tok")
+	var rep ImportReport
+	if err := json.Unmarshal([]byte(body), &rep); err != nil || code != 200 || rep.Added != n-stored || rep.Unchanged != stored || rep.Lines != n+1 {
+		t.Fatalf("the re-run: %d %.500s", code, body)
+	}
+	t.Logf("the re-run: %d rows in %v", n, time.Since(start))
+	m, _ := rc.ZCard(ctx, membersKey("big")).Result()
+	consents, _ := rc.LLen(ctx, consentKey("p000000@example.com")).Result()
+	if m != n || consents != 1 {
+		t.Errorf("%d members, %d consent records for the first; want %d, 1", m, consents, n)
 	}
 }

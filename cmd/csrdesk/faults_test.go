@@ -61,6 +61,7 @@ func TestFaults(t *testing.T) {
 	t.Run("ChatPlatformsThrottle", func(t *testing.T) { add(chatBurst(t, bin)) })
 	t.Run("MalformedInput", func(t *testing.T) { add(malformedInput(t)) })
 	t.Run("SIGTERMUnderLoad", func(t *testing.T) { add(sigtermServe(t, bin)) })
+	t.Run("RedisKilledImport", func(t *testing.T) { add(redisKilledImport(t, bin)) })
 	t.Run("ScaleOut", func(t *testing.T) {
 		for _, r := range scaleOut(t, bin) {
 			add(r)
@@ -711,4 +712,76 @@ func sigtermServe(t *testing.T, bin string) faultRow {
 	}
 	return faultRow{fault: "SIGTERM to serve under load", affected: fmt.Sprintf("%d requests from %d clients, %d in flight at SIGTERM; %d event streams", r.requests, clients, r.inFlight, streams),
 		lost: r.lost, dups: r.dups, bound: "0", recovery: fmt.Sprintf("exit 0 in %s (deadline %s); %d refused after it", secs(r.exit), secs(deadline), r.refused)}
+}
+
+// redisKilledImport kills redis-server (SIGKILL) while `csrdesk subscribers import` stores a large file: the
+// import must end saying file:line where it stopped and how many rows it stored, and, once Redis is back, the
+// same command must finish it with every row stored once and one consent record each. Rows stored in the last
+// second before the kill may be lost with the AOF's everysec fsync; the re-run stores them again.
+func redisKilledImport(t *testing.T, bin string) faultRow {
+	const n = 200000
+	srv, rc := redisServer(t)
+	ctx := context.Background()
+	e := env("CSRDESK_REDIS_URL", srv.URL(0))
+	if _, _, err := runCmd(t, e, "lists", "create", "big"); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("email,name,company,language\n")
+	for i := range n {
+		fmt.Fprintf(&b, "p%06d@example.com,Person %d,Firm %d,de\n", i, i, i%500)
+	}
+	file := filepath.Join(t.TempDir(), "people.csv")
+	os.WriteFile(file, []byte(b.String()), 0o644)
+	importCmd := func() *exec.Cmd {
+		cmd := exec.Command(bin, "subscribers", "import", file, "--list", "big", "--confirmed")
+		cmd.Env = append(os.Environ(), "CSRDESK_REDIS_URL="+srv.URL(0))
+		return cmd
+	}
+	cmd := importCmd()
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for rc.ZCard(ctx, "csrdesk:{subs}:list:big").Val() < n/5 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	srv.Kill(syscall.SIGKILL)
+	err := cmd.Wait()
+	var line, stored int
+	_, msg, _ := strings.Cut(stderr.String(), "csrdesk: "+file) // after go-redis's own lines about the dials
+	_, serr := fmt.Sscanf(msg, ":%d: import stopped here, %d rows stored before it", &line, &stored)
+	if err == nil || serr != nil || stored == 0 || stored >= n || line != stored+2 {
+		t.Fatalf("import with Redis killed: %v (%v)\n%s\n%s", err, serr, logTail(stdout.String(), 500), logTail(stderr.String(), 500))
+	}
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	out, err := importCmd().CombinedOutput()
+	recovery := time.Since(start)
+	if err != nil || !strings.Contains(string(out), "0 not imported") {
+		t.Fatalf("the re-run: %v\n%s", err, logTail(string(out), 500))
+	}
+	members := rc.ZCard(ctx, "csrdesk:{subs}:list:big").Val()
+	all := rc.ZCard(ctx, "csrdesk:{subs}:all").Val()
+	pipe := rc.Pipeline()
+	lens := make([]*redis.IntCmd, n)
+	for i := range n {
+		lens[i] = pipe.LLen(ctx, fmt.Sprintf("csrdesk:{subs}:consent:p%06d@example.com", i))
+	}
+	pipe.Exec(ctx)
+	dups := int(all - int64(n))
+	for _, c := range lens {
+		if c.Val() > 1 {
+			dups += int(c.Val() - 1)
+		}
+	}
+	if members != n || dups != 0 {
+		t.Errorf("after the re-run: %d members, %d subscribers, %d duplicated consent records; want %d, %d, 0", members, all, dups, n, n)
+	}
+	return faultRow{fault: fmt.Sprintf("Redis SIGKILL during an import of %d rows", n),
+		affected: fmt.Sprintf("stopped at line %d, %d rows stored", line, stored), lost: n - int(members), dups: dups, bound: "0",
+		recovery: fmt.Sprintf("re-run %.1fs", recovery.Seconds())}
 }

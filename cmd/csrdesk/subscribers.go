@@ -179,10 +179,20 @@ func subscribersCommand(ctx context.Context, cfg config, args []string, stdout, 
 				for _, w := range rep.Warnings {
 					fmt.Fprintf(stdout, "%s:%s\n", pos[0], w[len("line "):])
 				}
-				fmt.Fprintf(stdout, "%s: %d added, %d updated, %d not imported\n", *list, rep.Added, rep.Updated, len(rep.Problems))
+				unchanged := ""
+				if rep.Unchanged > 0 {
+					unchanged = fmt.Sprintf(", %d already there as given", rep.Unchanged)
+				}
+				fmt.Fprintf(stdout, "%s: %d added, %d updated%s, %d not imported\n", *list, rep.Added, rep.Updated, unchanged, rep.NotImported)
 				if rep.Added > 0 && !*confirmed {
 					fmt.Fprintf(stdout, "the %d new subscribers are unconfirmed: they receive no campaign until they confirm; send them the confirmation mail with: csrdesk subscribers invite --list %s (or import with --confirmed if they have consented already)\n", rep.Added, *list)
 				}
+			}
+			var stopped *campaigns.ImportStopped
+			if errors.As(err, &stopped) {
+				// Where it stopped, in the file:line form of the problems, and what to do about it.
+				return fmt.Errorf("%s:%d: import stopped here, %d rows stored before it; run the same command again to finish it (rows already stored are not added twice): %w",
+					pos[0], stopped.Line, stopped.Stored, stopped.Err)
 			}
 			if err != nil {
 				return err
