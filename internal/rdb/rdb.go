@@ -21,7 +21,7 @@ func Open(ctx context.Context, rawURL string) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := redis.NewUniversalClient(opts)
+	c := newClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := c.Ping(pctx).Err(); err != nil {
