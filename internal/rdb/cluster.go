@@ -1,6 +1,9 @@
 package rdb
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -26,4 +29,55 @@ func newClient(opts *redis.UniversalOptions) redis.UniversalClient {
 		return redis.NewClusterClient(co)
 	}
 	return redis.NewUniversalClient(opts)
+}
+
+// TxPipeline returns c.TxPipeline() (MULTI/EXEC) on one server; on a Cluster, a pipeline whose Exec runs the
+// commands one after the other, in order, and stops at the first that fails (a redis.Nil reply does not stop
+// it; Exec returns the first error, redis.Nil included, as go-redis's pipelines do).
+//
+// Why: a Cluster runs a MULTI/EXEC only when all its keys are in one slot (go-redis refuses the rest with
+// CROSSSLOT), and the ticket writes group keys of several slots: the ticket, its log, the event stream that
+// staff faces follow, the open and all sets. Giving them one hash tag would rename every stored ticket key (a
+// migration) and put all tickets in one slot. What it costs: on a Cluster the group is no longer all or
+// nothing; a failure part-way (a master lost between two commands) leaves the commands before it done and
+// returns the error, as after a crash of the process between two of them. That is safe for csrdesk's groups,
+// which are ordered for it: the data first (the ticket hash, the log entry), then the event stream entry and
+// the Pub/Sub notice announcing it, so nothing is announced that is not written; every reader of a ticket
+// already treats a missing one as not found. Order is why this is not c.Pipeline(): a Cluster pipeline sends
+// each node's share at once, in parallel, and a notice could overtake the entry it announces.
+func TxPipeline(c redis.UniversalClient) redis.Pipeliner {
+	if cc, ok := c.(*redis.ClusterClient); ok {
+		return &inOrder{Pipeliner: cc.Pipeline(), c: cc}
+	}
+	return c.TxPipeline()
+}
+
+// inOrder queues commands in the embedded Pipeline (never executed itself) and runs them one by one on Exec.
+type inOrder struct {
+	redis.Pipeliner
+	c *redis.ClusterClient
+}
+
+func (p *inOrder) Exec(ctx context.Context) ([]redis.Cmder, error) {
+	cmds := p.Cmds()
+	if len(cmds) == 0 {
+		return nil, nil
+	}
+	cmds = append([]redis.Cmder(nil), cmds...)
+	p.Discard()
+	var first, failed error
+	for _, cmd := range cmds {
+		if failed != nil {
+			cmd.SetErr(fmt.Errorf("not run, an earlier command failed: %w", failed))
+			continue
+		}
+		err := p.c.Process(ctx, cmd)
+		if err != nil && first == nil {
+			first = err
+		}
+		if err != nil && !errors.Is(err, redis.Nil) {
+			failed = err
+		}
+	}
+	return cmds, first
 }

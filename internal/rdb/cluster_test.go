@@ -12,8 +12,8 @@ import (
 )
 
 // TestCluster opens csrdesk's connection to a real three-master Redis Cluster by its comma-separated URL, checks
-// that Scan sees the keys of every master, and that a key survives its master's crash once the replica has taken
-// over.
+// that Scan sees the keys of every master, that TxPipeline takes keys of several slots, and that a key survives
+// its master's crash once the replica has taken over.
 func TestCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a six-node Redis Cluster")
@@ -44,6 +44,18 @@ func TestCluster(t *testing.T) {
 	}
 	if seen != n {
 		t.Errorf("Scan saw %d keys of %d", seen, n)
+	}
+
+	// A group of writes to several slots: a MULTI/EXEC would be refused (CROSSSLOT); TxPipeline runs it in order.
+	pipe := TxPipeline(c)
+	first := pipe.Set(ctx, "csrdesk:test:a", "1", 0)
+	missing := pipe.Get(ctx, "csrdesk:test:missing")
+	pipe.Set(ctx, "csrdesk:test:b", "2", 0)
+	if _, err := pipe.Exec(ctx); err != redis.Nil || first.Err() != nil || missing.Err() != redis.Nil {
+		t.Errorf("TxPipeline across slots: %v (first %v, missing %v), want redis.Nil from the GET only", err, first.Err(), missing.Err())
+	}
+	if v := c.Get(ctx, "csrdesk:test:b").Val(); v != "2" {
+		t.Errorf("after TxPipeline, csrdesk:test:b = %q, want 2", v)
 	}
 
 	const key = "csrdesk:test:0"
