@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -189,6 +190,7 @@ func clusterRun(t *testing.T, bin string, n, rate int) clusterFigures {
 			f.killedHeld = append(f.killedHeld, what)
 		}
 	}
+	slices.Sort(f.killedHeld)
 	if err := cl.KillMaster(master); err != nil {
 		t.Fatal(err)
 	}
