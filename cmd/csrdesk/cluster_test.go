@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -41,10 +42,11 @@ type clusterFigures struct {
 
 // clusterRun runs the product on a fresh cluster: n subscribers imported and a campaign to them; a web chat
 // handed over to staff (a ticket), claimed on the staff pages; a calendar event; a public subscription from the
-// web chat. Once a third of the campaign is sent, the master of the campaign's slot is killed. While the
+// web chat; the ticket's card in Slack. Once a third of the campaign is sent, the master of the campaign's slot is killed. While the
 // cluster is without it, staff reply, the subscriber confirms and a second event is created, each tried again
 // until csrdesk takes it, as a person would. Then everything must be there: each recipient mailed (duplicates
-// counted), the ticket with its reply, the reply in the web chat, both events, the subscription confirmed.
+// counted), the ticket with its reply, the reply in the web chat and once in Slack, both events, the
+// subscription confirmed.
 func clusterRun(t *testing.T, bin string, n, rate int) clusterFigures {
 	t.Helper()
 	cl, err := rdbtest.StartCluster()
@@ -117,7 +119,12 @@ func clusterRun(t *testing.T, bin string, n, rate int) clusterFigures {
 			}
 		})
 	}
-	start([]string{"CSRDESK_HTTP_ADDR=" + addr, "CSRDESK_OFFICE_HOURS=always", "CSRDESK_RATE_PER_MIN=0", "CSRDESK_STAFF_TOKEN=" + staffToken}, "serve")
+	// Slack as the second staff face: its console follows the ticket event stream and posts a card per ticket.
+	pl := &platforms{}
+	fake := httptest.NewServer(pl)
+	t.Cleanup(fake.Close)
+	start([]string{"CSRDESK_HTTP_ADDR=" + addr, "CSRDESK_OFFICE_HOURS=always", "CSRDESK_RATE_PER_MIN=0", "CSRDESK_STAFF_TOKEN=" + staffToken,
+		"SLACK_BOT_TOKEN=xoxb-1", "SLACK_SIGNING_SECRET=cluster-slack", "SLACK_API_URL=" + fake.URL + "/slack/api/", "SLACK_STAFF_CHANNEL=CSTAFF"}, "serve")
 	start(nil, "worker")
 	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if resp, err := http.Get(base + "/healthz"); err == nil {
@@ -278,6 +285,33 @@ func clusterRun(t *testing.T, bin string, n, rate int) clusterFigures {
 	if n := chat.count(reply); n > 1 {
 		t.Errorf("the staff reply shows %d times in the web chat", n)
 	}
+	slackCount := func() (cards, replies int) {
+		_, sl := pl.sent()
+		for _, m := range sl {
+			if m.Get("channel") == "CSTAFF" && m.Get("thread_ts") == "" {
+				cards++
+			}
+			if strings.Contains(m.Get("text"), "VSME is the voluntary standard") {
+				replies++
+			}
+		}
+		return
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if cards, replies := slackCount(); cards >= 1 && replies >= 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cards, replies := slackCount()
+			t.Errorf("Slack got %d ticket cards and %d copies of the reply, want one each", cards, replies)
+			break
+		}
+	}
+	time.Sleep(time.Second) // a second copy, if any, would come now
+	if cards, replies := slackCount(); cards != 1 || replies != 1 {
+		t.Errorf("Slack got %d ticket cards and %d copies of the reply, want one each", cards, replies)
+	}
+	phase("the ticket in Slack")
 	if page := staff.body(t, "/staff/tickets/"+ticket); strings.Count(page, "VSME is the voluntary standard") != 1 || !strings.Contains(page, "claimed by Bea") {
 		t.Errorf("the ticket page lacks its claim or has its reply other than once:\n%s", page)
 	}
