@@ -1,4 +1,4 @@
-package rdb
+package rdb_test
 
 import (
 	"context"
@@ -8,8 +8,19 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"csrdesk/internal/rdb"
 	"csrdesk/internal/rdb/rdbtest"
 )
+
+// A Cluster has database 0 only; go-redis's Cluster client would drop another number without a word.
+func TestClusterURLDatabase(t *testing.T) {
+	if _, err := rdb.ParseURL("redis://a:7000,b:7001/2"); err == nil {
+		t.Error("ParseURL took database 2 of a Cluster")
+	}
+	if _, err := rdb.ParseURL("redis://s1:26379,s2:26379/2?master=mymaster"); err != nil {
+		t.Errorf("ParseURL refused database 2 behind Sentinels: %v", err)
+	}
+}
 
 // TestCluster opens csrdesk's connection to a real three-master Redis Cluster by its comma-separated URL, checks
 // that Scan sees the keys of every master, that TxPipeline takes keys of several slots, and that a key survives
@@ -24,7 +35,7 @@ func TestCluster(t *testing.T) {
 	}
 	defer cl.Stop()
 	ctx := context.Background()
-	c, err := Open(ctx, cl.URL())
+	c, err := rdb.Open(ctx, cl.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +50,7 @@ func TestCluster(t *testing.T) {
 		}
 	}
 	seen := 0
-	if err := Scan(ctx, c, "csrdesk:test:*", "string", func(ctx context.Context, c *redis.Client, key string) error { seen++; return nil }); err != nil {
+	if err := rdb.Scan(ctx, c, "csrdesk:test:*", "string", func(ctx context.Context, c *redis.Client, key string) error { seen++; return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if seen != n {
@@ -47,7 +58,7 @@ func TestCluster(t *testing.T) {
 	}
 
 	// A group of writes to several slots: a MULTI/EXEC would be refused (CROSSSLOT); TxPipeline runs it in order.
-	pipe := TxPipeline(c)
+	pipe := rdb.TxPipeline(c)
 	first := pipe.Set(ctx, "csrdesk:test:a", "1", 0)
 	missing := pipe.Get(ctx, "csrdesk:test:missing")
 	pipe.Set(ctx, "csrdesk:test:b", "2", 0)
