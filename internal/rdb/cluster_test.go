@@ -24,7 +24,7 @@ func TestClusterURLDatabase(t *testing.T) {
 
 // TestCluster opens csrdesk's connection to a real three-master Redis Cluster by its comma-separated URL, checks
 // that Scan sees the keys of every master, that TxPipeline takes keys of several slots, and that a key survives
-// its master's crash once the replica has taken over.
+// its master's crash once the replica has taken over, a group of writes begun meanwhile included.
 func TestCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a six-node Redis Cluster")
@@ -74,27 +74,46 @@ func TestCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	live := "" // a key of another master
+	for i := 1; live == ""; i++ {
+		if m, err := cl.MasterOf(ctx, fmt.Sprintf("csrdesk:test:%d", i)); err == nil && m != master {
+			live = fmt.Sprintf("csrdesk:test:%d", i)
+		}
+	}
 	if err := cl.KillMaster(master); err != nil {
 		t.Fatal(err)
 	}
 	killed := time.Now()
+	// A group that has written to a live master goes on to the lost one's key once its replica serves it, rather
+	// than stop half-way.
+	group := make(chan error, 1)
+	go func() {
+		pipe := rdb.TxPipeline(c)
+		pipe.Set(ctx, live, "during", 0)
+		pipe.Set(ctx, key, "during", 0)
+		_, err := pipe.Exec(ctx)
+		group <- err
+	}()
 	if _, err := cl.WaitFailover(ctx, key, master, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	promoted := time.Now()
 	// csrdesk's client must find the new master by itself, soon: go-redis's own default took up to a minute.
-	for deadline := promoted.Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		v, err := c.Get(ctx, key).Result()
-		if err == nil {
-			if v != "0" {
-				t.Errorf("%s = %q after the failover, want 0", key, v)
-			}
+	for deadline := promoted.Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		err := c.Get(ctx, key).Err()
+		if err == nil || err == redis.Nil {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s unreadable 5 s after the replica's promotion: %v", key, err)
+			t.Fatalf("%s unreadable 10 s after the replica's promotion: %v", key, err)
 		}
 	}
 	t.Logf("replica of %s promoted %s after the kill; csrdesk's client used it %s later", master.Addr,
 		promoted.Sub(killed).Round(10*time.Millisecond), time.Since(promoted).Round(10*time.Millisecond))
+	if err := <-group; err != nil {
+		t.Errorf("a group begun before the failover: %v", err)
+	}
+	if v := c.Get(ctx, key).Val(); v != "during" {
+		t.Errorf("%s = %q after the failover, want the group's value", key, v)
+	}
 }
