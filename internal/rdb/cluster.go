@@ -115,10 +115,32 @@ func transient(err error) bool {
 	if errors.As(err, &ne) || errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) {
 		return true
 	}
+	var re redis.Error // the server's reply, perhaps wrapped by the caller
+	if !errors.As(err, &re) {
+		return false
+	}
 	for _, prefix := range []string{"CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "LOADING"} {
-		if strings.HasPrefix(err.Error(), prefix) {
+		if strings.HasPrefix(re.Error(), prefix) {
 			return true
 		}
 	}
 	return false
+}
+
+// Finish runs fn, the step that completes something already recorded, and runs it again while it fails for a
+// reason that passes (transient), for up to finishWithin. For a step whose failure would make the caller do
+// the recorded part again: staff told "that did not work" after their reply was written reply again, and the
+// ticket shows it twice (measured on a Cluster, where one master can be lost while the others answer).
+func Finish(ctx context.Context, fn func() error) error {
+	deadline := time.Now().Add(finishWithin)
+	err := fn()
+	for wait := 100 * time.Millisecond; err != nil && transient(err) && time.Now().Before(deadline); wait = min(2*wait, time.Second) {
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		err = fn()
+	}
+	return err
 }
