@@ -372,7 +372,8 @@ func (e *Engine) StaffReply(ctx context.Context, id int64, staff Staff, text str
 		e.metrics.FirstReply.Observe(now.Sub(t.Created).Seconds())
 	}
 	msg := e.text(t.Lang, "staff_reply", map[string]any{"Staff": staff.Name, "Text": text})
-	return e.send(ctx, t.Channel, t.Chat, Reply{Text: msg, From: "staff"})
+	// The reply is recorded: an error now would have staff send it again, recorded twice (rdb.Finish).
+	return rdb.Finish(ctx, func() error { return e.send(ctx, t.Channel, t.Chat, Reply{Text: msg, From: "staff"}) })
 }
 
 var resolveScript = redis.NewScript(`
