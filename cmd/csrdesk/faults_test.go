@@ -45,6 +45,7 @@ func TestFaults(t *testing.T) {
 	var rows []faultRow
 	add := func(r faultRow) { rows = append(rows, r) }
 	t.Run("WorkersKilled", func(t *testing.T) { add(workersKilled(t, bin)) })
+	t.Run("ClusterFailover", func(t *testing.T) { add(clusterFailover(t, bin)) })
 	t.Run("RedisRestartCampaign", func(t *testing.T) {
 		add(redisRestartCampaign(t, bin, syscall.SIGTERM))
 		add(redisRestartCampaign(t, bin, syscall.SIGKILL))
@@ -57,7 +58,6 @@ func TestFaults(t *testing.T) {
 	t.Run("SMTPTrouble", func(t *testing.T) { add(smtpTrouble(t, bin)) })
 	t.Run("ChatPlatformsThrottle", func(t *testing.T) { add(chatBurst(t, bin)) })
 	t.Run("MalformedInput", func(t *testing.T) { add(malformedInput(t)) })
-	t.Run("ClusterFailover", func(t *testing.T) { add(clusterFailover(t, bin)) })
 	t.Run("ScaleOut", func(t *testing.T) {
 		for _, r := range scaleOut(t, bin) {
 			add(r)
