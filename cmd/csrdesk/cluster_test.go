@@ -477,15 +477,6 @@ func (s *staffSession) do(t *testing.T, method, path string, form url.Values) (*
 	return s.client.Do(req)
 }
 
-func (s *staffSession) get(t *testing.T, path string) int {
-	resp, err := s.do(t, "GET", path, nil)
-	if err != nil {
-		return 0
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
 func (s *staffSession) body(t *testing.T, path string) string {
 	resp, err := s.do(t, "GET", path, nil)
 	if err != nil {
