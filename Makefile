@@ -12,15 +12,16 @@ BIN        := $(CURDIR)/bin/csrdesk
 build:
 	go build -o $(BIN) ./cmd/csrdesk
 
-# redis-server: install it when missing and we are root; otherwise stop with the command to run.
+# redis-server: install it when missing and we are root; otherwise stop with the command to run. redis-cli (Debian's
+# redis-tools, a dependency of redis-server) creates the tests' local Redis Cluster.
 redis-server:
-	@if ! command -v redis-server >/dev/null; then \
+	@if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    echo "installing redis-server with apt-get"; \
+	    echo "installing redis-server and redis-tools with apt-get"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server redis-tools >/dev/null; \
 	  else \
-	    echo "redis-server is missing; install it with:  sudo apt-get install -y redis-server" >&2; exit 1; \
+	    echo "redis-server or redis-cli is missing; install them with:  sudo apt-get install -y redis-server redis-tools" >&2; exit 1; \
 	  fi; \
 	fi
 

@@ -145,15 +145,15 @@ func (e *Engine) escalate(ctx context.Context, m Message, conv *conv, lang faq.L
 	if question == "" {
 		question = "(no question asked yet)"
 	}
-	pipe := e.rdb.TxPipeline()
+	pipe := rdb.TxPipeline(e.rdb)
 	pipe.HSet(ctx, ticketKey(id), "id", id, "channel", m.Channel, "chat", m.Chat, "user", m.User, "name", m.Name,
 		"lang", string(lang), "question", question, "state", StateNew, "created", unixMilli(now))
 	for _, h := range history {
 		pipe.RPush(ctx, ticketLogKey(id), h)
 	}
-	e.event(ctx, pipe, id, "opened", LogEntry{From: "event", Text: "ticket opened"})
 	pipe.ZAdd(ctx, openKey, redis.Z{Score: float64(now.UnixMilli()), Member: id})
 	pipe.ZAdd(ctx, allKey, redis.Z{Score: float64(now.UnixMilli()), Member: id})
+	e.event(ctx, pipe, id, "opened", LogEntry{From: "event", Text: "ticket opened"}) // last: announced once listed (see rdb.TxPipeline)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("open ticket: %w", err)
 	}
@@ -175,7 +175,7 @@ func (e *Engine) toTicket(ctx context.Context, m Message, conv *conv, text strin
 	if text == "" {
 		return nil // a button of an earlier answer: staff are on it now
 	}
-	pipe := e.rdb.TxPipeline()
+	pipe := rdb.TxPipeline(e.rdb)
 	e.event(ctx, pipe, conv.Ticket, "message", LogEntry{From: "user", Name: m.Name, Text: text})
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("ticket %d: add message: %w", conv.Ticket, err)
@@ -325,7 +325,7 @@ func (e *Engine) Claim(ctx context.Context, id int64, staff Staff) error {
 	if first {
 		e.metrics.Tickets.WithLabelValues("claimed").Inc()
 	}
-	pipe := e.rdb.TxPipeline()
+	pipe := rdb.TxPipeline(e.rdb)
 	e.event(ctx, pipe, id, "claimed", LogEntry{From: "event", Name: staff.Name, Via: staff.Via, Text: "claimed by " + staff.Name})
 	_, err = pipe.Exec(ctx)
 	return err
@@ -346,7 +346,7 @@ func (e *Engine) StaffReply(ctx context.Context, id int64, staff Staff, text str
 		return err
 	}
 	if len(text) >= len(notePrefix) && strings.EqualFold(text[:len(notePrefix)], notePrefix) {
-		pipe := e.rdb.TxPipeline()
+		pipe := rdb.TxPipeline(e.rdb)
 		e.event(ctx, pipe, id, "note", LogEntry{From: "note", Name: staff.Name, Via: staff.Via, Text: strings.TrimSpace(text[len(notePrefix):])})
 		_, err := pipe.Exec(ctx)
 		return err
@@ -362,7 +362,7 @@ func (e *Engine) StaffReply(ctx context.Context, id int64, staff Staff, text str
 		}
 	}
 	now := e.now()
-	pipe := e.rdb.TxPipeline()
+	pipe := rdb.TxPipeline(e.rdb)
 	firstReply := pipe.HSetNX(ctx, ticketKey(id), "first_reply", unixMilli(now))
 	e.event(ctx, pipe, id, "reply", LogEntry{From: "staff", Name: staff.Name, Via: staff.Via, Text: text})
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -372,7 +372,8 @@ func (e *Engine) StaffReply(ctx context.Context, id int64, staff Staff, text str
 		e.metrics.FirstReply.Observe(now.Sub(t.Created).Seconds())
 	}
 	msg := e.text(t.Lang, "staff_reply", map[string]any{"Staff": staff.Name, "Text": text})
-	return e.send(ctx, t.Channel, t.Chat, Reply{Text: msg, From: "staff"})
+	// The reply is recorded: an error now would have staff send it again, recorded twice (rdb.Finish).
+	return rdb.Finish(ctx, func() error { return e.send(ctx, t.Channel, t.Chat, Reply{Text: msg, From: "staff"}) })
 }
 
 var resolveScript = redis.NewScript(`
@@ -405,7 +406,7 @@ func (e *Engine) Resolve(ctx context.Context, id int64, staff Staff) error {
 	if err := releaseScript.Run(ctx, e.rdb, []string{chatKey(rdb.ChatTicketPrefix, t.Channel, t.Chat)}, id).Err(); err != nil {
 		return fmt.Errorf("resolve ticket %d: %w", id, err)
 	}
-	pipe := e.rdb.TxPipeline()
+	pipe := rdb.TxPipeline(e.rdb)
 	pipe.ZRem(ctx, openKey, id)
 	e.event(ctx, pipe, id, "resolved", LogEntry{From: "event", Name: staff.Name, Via: staff.Via, Text: "resolved by " + staff.Name})
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -444,7 +445,7 @@ func (e *Engine) rate(ctx context.Context, m Message, conv *conv, lang faq.Lang)
 	}
 	if set {
 		e.metrics.Rating.Observe(float64(n))
-		pipe := e.rdb.TxPipeline()
+		pipe := rdb.TxPipeline(e.rdb)
 		e.event(ctx, pipe, id, "rated", LogEntry{From: "event", Text: fmt.Sprintf("rated %d/5", n)})
 		if _, err := pipe.Exec(ctx); err != nil {
 			// The rating is stored; only its line in the log and the staff faces' notice are missing.
@@ -473,7 +474,7 @@ func (e *Engine) RemindUnclaimed(ctx context.Context) (int, error) {
 		if err != nil || !first {
 			continue
 		}
-		pipe := e.rdb.TxPipeline()
+		pipe := rdb.TxPipeline(e.rdb)
 		e.event(ctx, pipe, id, "reminder", LogEntry{From: "event", Text: fmt.Sprintf("still unclaimed after %s", e.cfg.RemindAfter)})
 		if _, err := pipe.Exec(ctx); err != nil {
 			// Not raised after all: the next run (of any process) tries again.

@@ -192,9 +192,11 @@ func (s *Slack) postCard(ctx context.Context, id int64) error {
 	if err != nil {
 		return err
 	}
-	pipe := s.rdb.TxPipeline()
-	pipe.Set(ctx, cardKey(id), ts, 0)
+	// Two slots on a Cluster, so in order (rdb.TxPipeline): the thread first, so that a failure between the two
+	// leaves the card unrecorded and posted again later, rather than a card whose thread reaches no ticket.
+	pipe := rdb.TxPipeline(s.rdb)
 	pipe.Set(ctx, threadKey(ts), id, 0)
+	pipe.Set(ctx, cardKey(id), ts, 0)
 	_, err = pipe.Exec(ctx)
 	return err
 }

@@ -45,6 +45,7 @@ func TestFaults(t *testing.T) {
 	var rows []faultRow
 	add := func(r faultRow) { rows = append(rows, r) }
 	t.Run("WorkersKilled", func(t *testing.T) { add(workersKilled(t, bin)) })
+	t.Run("ClusterFailover", func(t *testing.T) { add(clusterFailover(t, bin)) })
 	t.Run("RedisRestartCampaign", func(t *testing.T) {
 		add(redisRestartCampaign(t, bin, syscall.SIGTERM))
 		add(redisRestartCampaign(t, bin, syscall.SIGKILL))
@@ -613,6 +614,26 @@ func malformedInput(t *testing.T) faultRow {
 	}
 	return faultRow{fault: fmt.Sprintf("malformed input: %d fuzz targets x %s", len(targets), fuzztime),
 		affected: fmt.Sprintf("%d inputs", execs), lost: 0, dups: 0, bound: "-", recovery: "no crash"}
+}
+
+// clusterFailover: the cluster run of cluster_test.go at 5,000 recipients (1,000 a second, serve and a worker):
+// on a Redis Cluster of three masters with a replica each, the master of the campaign's slot is killed (SIGKILL)
+// once a third is sent, while a ticket is open, and its replica promoted. Meanwhile staff reply, a subscriber
+// confirms and an event is created, each tried again until csrdesk takes it. Recovery is the failover (kill to
+// the replica serving, cluster ok) and how long after the kill csrdesk had taken all of those.
+func clusterFailover(t *testing.T, bin string) faultRow {
+	const n = 5000
+	f := clusterRun(t, bin, n, 1000)
+	if f.lost > 0 {
+		t.Errorf("%d of %d recipients never got the mail", f.lost, n)
+	}
+	bound := clusterDupBound(2)
+	if f.dups > bound {
+		t.Errorf("%d duplicates, more than the in-flight bound %d", f.dups, bound)
+	}
+	t.Logf("the killed master also held: %q; %d tries refused while it was down", f.killedHeld, f.refused)
+	return faultRow{fault: "Redis Cluster: the campaign's master SIGKILL, replica promoted", affected: fmt.Sprintf("%d recipients, a ticket reply, a confirmation, an event", n),
+		lost: f.lost, dups: f.dups, bound: fmt.Sprintf("%d: in flight", bound), recovery: fmt.Sprintf("replica serving %s after the kill; all taken %s after", secs(f.failover), secs(f.served))}
 }
 
 // scaleOut runs the same load on one csrdesk serve and on three sharing one Redis: 1,000 Telegram chats asking

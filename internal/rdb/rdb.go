@@ -21,7 +21,7 @@ func Open(ctx context.Context, rawURL string) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := redis.NewUniversalClient(opts)
+	c := newClient(opts)
 	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := c.Ping(pctx).Err(); err != nil {
@@ -71,6 +71,11 @@ func ParseURL(rawURL string) (*redis.UniversalOptions, error) {
 	one, err := redis.ParseURL(u.String())
 	if err != nil {
 		return nil, fmt.Errorf("redis URL %s: %w", Redact(rawURL), err)
+	}
+	if len(hosts) > 1 && master == "" && one.DB != 0 {
+		// A Cluster has database 0 only, and go-redis's Cluster client drops the number without a word: csrdesk
+		// would share database 0 with whatever the /db was meant to keep it apart from.
+		return nil, fmt.Errorf("redis URL %s: a Redis Cluster has only database 0, not %d", Redact(rawURL), one.DB)
 	}
 	return &redis.UniversalOptions{
 		Addrs:      hosts,
