@@ -64,12 +64,11 @@ func clusterRun(t *testing.T, bin string, n, rate int) clusterFigures {
 	addr := freeAddr(t)
 	base := "http://" + addr
 	const staffToken = "cluster-staff-token"
-	// A worker tries to record what it sent for ClaimIdle/2 before it gives up and leaves the jobs to be claimed
-	// and sent again. At 10 s that outlasts the failover (about 3 s, then up to a second until csrdesk's client
-	// reloads its slot map): no duplicates. At 5 s it did not, and 7 to 13 of 5,000 went twice. The default
-	// (2 minutes) outlasts it by far.
+	// A live worker keeps trying to record what it sent, and keeps its claims, however long the failover takes
+	// (about 3 s, then up to a second until csrdesk's client reloads its slot map). When it gave up after half the
+	// claim idle time, 5 s here made 7 to 13 of 5,000 go twice.
 	common := []string{"CSRDESK_REDIS_URL=" + cl.URL(), "CSRDESK_SMTP_URL=smtp://" + sink.Addr + "?tls=none",
-		fmt.Sprintf("CSRDESK_MAIL_RATE=%d", rate), "CSRDESK_MAIL_CLAIM_IDLE=10s", "CSRDESK_PUBLIC_URL=" + base}
+		fmt.Sprintf("CSRDESK_MAIL_RATE=%d", rate), "CSRDESK_MAIL_CLAIM_IDLE=5s", "CSRDESK_PUBLIC_URL=" + base}
 	e := func(k string) string {
 		if k == "CSRDESK_SECRET" {
 			return "cluster"
