@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
@@ -81,6 +82,9 @@ func (s *Store) RequestSubscription(ctx context.Context, req Subscription) (*Sub
 	}
 	if len(req.Name) > 200 || len(req.Company) > 200 {
 		return nil, nil, fmt.Errorf("subscribe: %w: name or company longer than 200 characters", ErrInvalid)
+	}
+	if !utf8.ValidString(req.Name) || !utf8.ValidString(req.Company) {
+		return nil, nil, fmt.Errorf("subscribe: %w: name or company is not valid UTF-8", ErrInvalid)
 	}
 	consent := Consent{Action: "requested", Via: req.Via, Source: req.Source, Text: req.Text, Lists: lists, Lang: lang}
 	existing, err := s.Subscriber(ctx, email)

@@ -558,3 +558,16 @@ func TestEraseCountsOnlyUnrecordedJobs(t *testing.T) {
 		t.Errorf("after erasing the unread one: %+v, %d jobs", st, s.rdb.XLen(ctx, k.jobs).Val())
 	}
 }
+
+// A name or company that is not UTF-8 is refused, and nothing is stored: every page and mail shows them as text.
+// FuzzPages found that /subscribe stored one.
+func TestSubscribeRefusesBrokenUTF8(t *testing.T) {
+	s, sub, _ := mustSubscriptions(t, smtptest.New(t))
+	err := sub.Subscribe(context.Background(), Subscription{Email: "o@example.de", Company: "Weber \xf4\xf4GmbH", Via: "form"})
+	if !errors.Is(err, ErrInvalid) {
+		t.Errorf("Subscribe: %v, want ErrInvalid", err)
+	}
+	if _, err := s.Subscriber(context.Background(), "o@example.de"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the subscriber was stored: %v", err)
+	}
+}

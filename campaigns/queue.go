@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -266,33 +267,12 @@ func (w *Worker) unhold(jobs ...job) {
 func (w *Worker) forget(active map[int64]bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, m := range []map[int64]bool{w.groups, w.gone} {
-		for id := range m {
-			if !active[id] {
-				delete(m, id)
-			}
-		}
-	}
-	for id := range w.mailings {
-		if !active[id] {
-			delete(w.mailings, id)
-		}
-	}
-	for id := range w.segments {
-		if !active[id] {
-			delete(w.segments, id)
-		}
-	}
-	for id := range w.fails {
-		if !active[id] {
-			delete(w.fails, id)
-		}
-	}
-	for id := range w.lastClaim {
-		if !active[id] {
-			delete(w.lastClaim, id)
-		}
-	}
+	maps.DeleteFunc(w.groups, func(id int64, _ bool) bool { return !active[id] })
+	maps.DeleteFunc(w.gone, func(id int64, _ bool) bool { return !active[id] })
+	maps.DeleteFunc(w.mailings, func(id int64, _ *Mailing) bool { return !active[id] })
+	maps.DeleteFunc(w.segments, func(id int64, _ *vm.Program) bool { return !active[id] })
+	maps.DeleteFunc(w.fails, func(id int64, _ int) bool { return !active[id] })
+	maps.DeleteFunc(w.lastClaim, func(id int64, _ time.Time) bool { return !active[id] })
 }
 
 // round visits every active campaign once; it reports whether it found work.
