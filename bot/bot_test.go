@@ -535,3 +535,22 @@ func TestForgetAnAddress(t *testing.T) {
 		t.Errorf("another person's ticket changed: %q", tk2.Question)
 	}
 }
+
+// A reminder whose event cannot be written is not marked as raised: the next run raises it.
+func TestReminderRaisedAgainAfterAFailure(t *testing.T) {
+	ctx := context.Background()
+	cfg := noLimit()
+	cfg.RemindAfter = 30 * time.Minute
+	f := newFixture(t, cfg)
+	f.say(t, "c1", "/human")
+	f.now = f.now.Add(40 * time.Minute)
+	f.rdb.Del(ctx, rdb.TicketEvents)
+	f.rdb.Set(ctx, rdb.TicketEvents, "in the way", 0) // XADD to it fails: WRONGTYPE
+	if n, err := f.e.RemindUnclaimed(ctx); n != 0 || err == nil {
+		t.Errorf("with the event stream unwritable: %d reminders, %v", n, err)
+	}
+	f.rdb.Del(ctx, rdb.TicketEvents)
+	if n, err := f.e.RemindUnclaimed(ctx); n != 1 || err != nil {
+		t.Errorf("once it can be written: %d reminders, %v; want the one", n, err)
+	}
+}
