@@ -283,10 +283,13 @@ func (w *Worker) round(ctx context.Context, jobs chan<- job) (bool, error) {
 	}
 	busy := false
 	active := map[int64]bool{}
-	defer w.forget(active)
 	for _, s := range ids {
 		id, _ := strconv.ParseInt(s, 10, 64)
 		active[id] = true
+	}
+	w.forget(active) // all of the set, before a campaign's error can end the round
+	for _, s := range ids {
+		id, _ := strconv.ParseInt(s, 10, 64)
 		c, err := w.store.Campaign(ctx, id)
 		if errors.Is(err, ErrNotFound) {
 			if err := w.rdb.SRem(ctx, activeKey, id).Err(); err != nil {
