@@ -51,6 +51,10 @@ func mailer(cfg config) (mail, error) {
 	if cfg.RetryBase > 0 {
 		m.worker.RetryBase = cfg.RetryBase
 	}
+	if cfg.ShutdownTimeout > 0 {
+		// The worker gives up recording what it sent well within the stop's deadline, and says how much.
+		m.worker.Drain = min(m.worker.Drain, cfg.ShutdownTimeout/2)
+	}
 	if cfg.DKIMKeyFile != "" {
 		if m.worker.DKIM, err = campaigns.DKIM(cfg.DKIMKeyFile, cfg.DKIMDomain, cfg.DKIMSelector); err != nil {
 			return m, err
