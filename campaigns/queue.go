@@ -79,6 +79,8 @@ type Worker struct {
 	lastClaim map[int64]time.Time
 	held      map[int64]map[string]bool // the jobs read and not yet recorded or given back, by campaign
 	gone      map[int64]bool            // campaigns found missing from Redis, said once
+
+	redisTrouble time.Time // when a Redis call last failed
 }
 
 // NewWorker returns a worker that sends through t.
@@ -138,6 +140,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				if r.kind == "" {
 					w.unhold(j)
 					if r.o.down {
+						w.noteRedisTrouble()
 						down = w.pause(ctx, down, "worker: Redis refuses the step before a send; waiting", r.o.reason)
 					}
 					continue // nothing to record: the job stays pending and is claimed again
@@ -170,6 +173,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	for ctx.Err() == nil {
 		busy, err := w.round(ctx, jobs)
 		if err != nil && ctx.Err() == nil {
+			w.noteRedisTrouble()
 			w.log.Warn("worker", "err", err)
 		}
 		if !busy {
@@ -231,6 +235,7 @@ func (w *Worker) keepClaims(ctx context.Context) {
 				args := append([]any{workerGroup, w.consumer}, entries[:n]...)
 				entries = entries[n:]
 				if err := keepScript.Run(ctx, w.rdb, []string{campaignKeys(id).jobs}, args...).Err(); err != nil && ctx.Err() == nil {
+					w.noteRedisTrouble()
 					w.log.Warn("worker: renew the claim on held jobs", "campaign_id", id, "err", err)
 				}
 			}
@@ -238,18 +243,25 @@ func (w *Worker) keepClaims(ctx context.Context) {
 	}
 }
 
-func (w *Worker) hold(c int64, msgs []redis.XMessage) {
+// hold adds jobs read to those the worker holds, and returns those it did not hold already: after Redis was away,
+// XAUTOCLAIM can hand a worker back jobs it has in hand, and one job must not go through it twice.
+func (w *Worker) hold(c int64, msgs []redis.XMessage) []redis.XMessage {
 	if len(msgs) == 0 {
-		return
+		return msgs
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.held[c] == nil {
 		w.held[c] = map[string]bool{}
 	}
+	fresh := msgs[:0]
 	for _, m := range msgs {
-		w.held[c][m.ID] = true
+		if !w.held[c][m.ID] {
+			w.held[c][m.ID] = true
+			fresh = append(fresh, m)
+		}
 	}
+	return fresh
 }
 
 func (w *Worker) unhold(jobs ...job) {
@@ -365,7 +377,7 @@ func (w *Worker) work(ctx context.Context, c *Campaign, jobs chan<- job) (int, e
 			msgs = append(msgs, st.Messages...)
 		}
 	}
-	w.hold(c.ID, msgs)
+	msgs = w.hold(c.ID, msgs)
 	if len(msgs) > 0 && c.Event != "" {
 		w.followEvent(ctx, c)
 	}
@@ -436,10 +448,13 @@ func (w *Worker) prefetch(ctx context.Context, c *Campaign, msgs []redis.XMessag
 // stateCheck is how often a worker handing out a batch looks whether its campaign is still running.
 const stateCheck = 100 * time.Millisecond
 
-// releaseScript puts jobs a worker has read but not started back at the end of the queue.
+// releaseScript puts jobs a worker has read but not started back at the end of the queue: only those still its
+// own (ARGV: the group, the consumer, then entry and address pairs). One another worker has claimed meanwhile may
+// be being sent by it; given back, its copy would not see that job's mark and be sent too.
 var releaseScript = redis.NewScript(`
-for i = 2, #ARGV, 2 do
-  if redis.call('XACK', KEYS[1], ARGV[1], ARGV[i]) == 1 then
+for i = 3, #ARGV, 2 do
+  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) == 1 then
+    redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
     redis.call('XDEL', KEYS[1], ARGV[i])
     redis.call('XADD', KEYS[1], '*', 'e', ARGV[i+1])
   end
@@ -447,7 +462,7 @@ end
 return 0`)
 
 func (w *Worker) release(ctx context.Context, id int64, jobs []job) {
-	args := []any{workerGroup}
+	args := []any{workerGroup, w.consumer}
 	for _, j := range jobs {
 		args = append(args, j.id, j.email)
 	}
@@ -474,11 +489,21 @@ func (w *Worker) batch() int {
 func (w *Worker) claimDue(id int64) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if time.Since(w.lastClaim[id]) < w.cfg.ClaimIdle/4 {
+	if time.Since(w.lastClaim[id]) < w.cfg.ClaimIdle/4 || time.Since(w.redisTrouble) < w.cfg.ClaimIdle {
+		// Nor for ClaimIdle after this worker last found Redis failing: while Redis was away no worker could
+		// renew its claims, so every job looks idle when it is back, the live workers' too. They renew theirs
+		// within a quarter of ClaimIdle; the jobs of one that died are taken after.
 		return false
 	}
 	w.lastClaim[id] = time.Now()
 	return true
+}
+
+// noteRedisTrouble records that a Redis call failed, for claimDue.
+func (w *Worker) noteRedisTrouble() {
+	w.mu.Lock()
+	w.redisTrouble = time.Now()
+	w.mu.Unlock()
 }
 
 func (w *Worker) hasGroup(id int64) bool { w.mu.Lock(); defer w.mu.Unlock(); return w.groups[id] }
@@ -722,7 +747,15 @@ for n, email in ipairs(emails) do
   local i = 5 + (n - 1) * 4
   local prev, kind = state[email], ARGV[i+1]
   if kind ~= 'ack' and redis.call('HGET', KEYS[7], email) == ARGV[i+2] then redis.call('HDEL', KEYS[7], email) end
-  if prev ~= 'sent' and prev ~= 'failed' and kind ~= 'ack' then
+  -- A job acknowledged already was settled by someone else: an erasure (which counted it), or another recording
+  -- of the same job. Nothing more is written for it.
+  local mine = true
+  if kind ~= 'drop' then
+    mine = redis.call('XACK', KEYS[3], ARGV[1], ARGV[i+2]) == 1
+  elseif prev == 'sent' or prev == 'failed' then
+    redis.call('XACK', KEYS[3], ARGV[1], ARGV[i+2]) -- the drop branch below, which acknowledges, is not taken
+  end
+  if mine and prev ~= 'sent' and prev ~= 'failed' and kind ~= 'ack' then
     if kind == 'temp' then
       local tries = redis.call('HINCRBY', KEYS[4], email, 1)
       if tries < maxAttempts then
@@ -764,7 +797,6 @@ if sentCount > 0 then
   redis.call('HINCRBY', KEYS[2], 'sent', sentCount)
 end
 if retryDone > 0 then redis.call('HINCRBY', KEYS[2], 'retrying', -retryDone) end
-redis.call('XACK', KEYS[3], ARGV[1], unpack(ids))
 return #ids`)
 
 // result is what a connection reports about one job, for the recorder.
@@ -928,7 +960,7 @@ func (w *Worker) commit(ctx context.Context, group []result) {
 	// Redis may be restarting, or full: try again for as long as it takes rather than leave messages already sent
 	// unrecorded, to be sent again by whoever claims their jobs (keepClaims keeps them ours meanwhile). The
 	// connections wait, so nothing more goes out unrecorded. Only shutting down gives up, after Drain.
-	var giveUp <-chan time.Time
+	var giveUp time.Time // set once shutting down, for the whole group
 	for id, args := range byCampaign {
 		k := campaignKeys(id)
 		for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
@@ -939,14 +971,14 @@ func (w *Worker) commit(ctx context.Context, group []result) {
 				}
 				break
 			}
-			if giveUp == nil && ctx.Err() != nil {
-				giveUp = time.After(w.cfg.Drain)
+			w.noteRedisTrouble()
+			if giveUp.IsZero() && ctx.Err() != nil {
+				giveUp = time.Now().Add(w.cfg.Drain)
 			}
-			w.log.Warn("worker: record outcomes; trying again", "campaign_id", id, "wait", wait, "err", err)
-			select {
-			case <-time.After(wait):
+			if giveUp.IsZero() || time.Now().Before(giveUp) {
+				w.log.Warn("worker: record outcomes; trying again", "campaign_id", id, "wait", wait, "err", err)
+				time.Sleep(wait)
 				continue
-			case <-giveUp:
 			}
 			w.log.Error("worker: shutting down with outcomes not recorded; their jobs are claimed again and sent again if they were sent",
 				"campaign_id", id, "outcomes", (len(args)-4)/4, "err", err)

@@ -4,15 +4,20 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"csrdesk/internal/rdb"
+	"csrdesk/internal/rdb/rdbtest"
 	"csrdesk/internal/smtptest"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // takeoverConfig is a worker whose claims on jobs lapse fast, so that a wait of a second looks to the other worker
@@ -224,4 +229,152 @@ func TestConfirmationCountExpires(t *testing.T) {
 	if ttl := s.rdb.TTL(ctx, key).Val(); ttl <= 0 || ttl > 24*time.Hour {
 		t.Errorf("the count's expiry is %s, want up to a day", ttl)
 	}
+}
+
+// Shutting down while Redis refuses writes, with outcomes of two campaigns in one group: the worker gives up on
+// both after Drain, not only on the first (the give-up was a timer that fired once).
+func TestCommitGivesUpOnEveryCampaignAtShutdown(t *testing.T) {
+	ctx := context.Background()
+	sk := smtptest.New(t)
+	s, c1 := startedFixture(t, 3)
+	cfg := DefaultWorkerConfig()
+	cfg.Drain = 300 * time.Millisecond
+	w := testWorker(t, s, sk.Addr, cfg)
+	c2 := &Campaign{ID: c1.ID + 1000}
+	t.Cleanup(func() { s.rdb.ConfigSet(ctx, "maxmemory", "0") })
+	if err := s.rdb.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
+		t.Fatal(err)
+	}
+	stopped, cancel := context.WithCancel(ctx)
+	cancel()
+	group := []result{
+		{j: job{c: c1, id: "1-1", email: "a@example.com"}, kind: "sent"},
+		{j: job{c: c2, id: "1-2", email: "b@example.com"}, kind: "sent"},
+	}
+	done := make(chan struct{})
+	go func() { w.commit(stopped, group); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("commit still retrying 5 s after shutdown with Drain %s", cfg.Drain)
+	}
+}
+
+// readOne schedules a campaign's recipients and reads one job for w.
+func readOne(t *testing.T, s *Store, w *Worker, c *Campaign) job {
+	t.Helper()
+	ctx := context.Background()
+	k := campaignKeys(c.ID)
+	rdb.EnsureGroup(ctx, s.rdb, k.jobs, workerGroup, "0")
+	if err := w.schedule(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: workerGroup, Consumer: w.consumer, Streams: []string{k.jobs, ">"}, Count: 1, Block: -1}).Result()
+	if err != nil || len(res[0].Messages) != 1 {
+		t.Fatal(res, err)
+	}
+	m := res[0].Messages[0]
+	return job{c: c, id: m.ID, email: m.Values["e"].(string)}
+}
+
+// An address erased while its mail is being sent is not written back when the send is recorded, nor counted
+// twice: the erasure settled the job (counted it failed), and the record of a settled job writes nothing.
+func TestEraseDuringSend(t *testing.T) {
+	ctx := context.Background()
+	sk := smtptest.New(t)
+	s, c := startedFixture(t, 1)
+	w := testWorker(t, s, sk.Addr, DefaultWorkerConfig())
+	j := readOne(t, s, w, c)
+	if what, err := w.take(ctx, &j); what != "ok" {
+		t.Fatal(what, err)
+	}
+	if err := s.Erase(ctx, j.email); err != nil { // the SMTP transaction is under way
+		t.Fatal(err)
+	}
+	w.commit(ctx, []result{{j: j, kind: "sent"}})
+	k := campaignKeys(c.ID)
+	if v, _ := s.rdb.HGet(ctx, k.delivery, j.email).Result(); v != "" {
+		t.Errorf("the erased address is in the delivery record again: %q", v)
+	}
+	if cnt := s.rdb.HGetAll(ctx, k.counts).Val(); cnt["sent"] == "1" && cnt["failed"] == "1" {
+		t.Errorf("one recipient counted both sent and failed: %v", cnt)
+	}
+}
+
+// A worker gives back only the jobs still its own: one another worker claimed (and is sending) is left alone,
+// else its copy, taken by a third worker, would be sent too.
+func TestReleaseLeavesAnotherWorkersJob(t *testing.T) {
+	ctx := context.Background()
+	sk := smtptest.New(t)
+	s, c := startedFixture(t, 1)
+	w1, w2, w3 := testWorker(t, s, sk.Addr, DefaultWorkerConfig()), testWorker(t, s, sk.Addr, DefaultWorkerConfig()), testWorker(t, s, sk.Addr, DefaultWorkerConfig())
+	w2.consumer, w3.consumer = w1.consumer+"-2", w1.consumer+"-3"
+	j := readOne(t, s, w1, c)
+	k := campaignKeys(c.ID)
+	s.rdb.XClaimJustID(ctx, &redis.XClaimArgs{Stream: k.jobs, Group: workerGroup, Consumer: w2.consumer, Messages: []string{j.id}})
+	j2 := j
+	if what, _ := w2.take(ctx, &j2); what != "ok" {
+		t.Fatal(what)
+	}
+	w1.release(ctx, c.ID, []job{j})
+	res, _ := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: workerGroup, Consumer: w3.consumer, Streams: []string{k.jobs, ">"}, Count: 1, Block: -1}).Result()
+	if len(res) > 0 && len(res[0].Messages) > 0 {
+		j3 := job{c: c, id: res[0].Messages[0].ID, email: j.email}
+		if what, _ := w3.take(ctx, &j3); what == "ok" {
+			t.Errorf("w2 is sending to %s and w3 may send too: w1 gave back w2's job", j.email)
+		}
+	}
+}
+
+// Redis away (data kept) for longer than ClaimIdle while two live workers hold jobs: when it is back every job
+// looks idle, but a worker that just saw Redis fail claims nothing for ClaimIdle, and the live holders renew
+// their claims first.
+func TestRedisAwayLongerThanClaimIdle(t *testing.T) {
+	ctx := context.Background()
+	srv, err := rdbtest.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Stop)
+	rc := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { rc.Close() })
+	s := NewStore(rc)
+	if err := s.CreateList(ctx, List{Name: "all"}); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	b.WriteString("email,name,language\n")
+	const n = 3000
+	for i := range n {
+		fmt.Fprintf(&b, "p%05d@example.com,Person %d,en\n", i, i)
+	}
+	if _, err := s.Import(ctx, strings.NewReader(b.String()), ImportOptions{List: "all", Confirmed: true}); err != nil {
+		t.Fatal(err)
+	}
+	layout := mustLayout(t)
+	c, err := s.CreateCampaign(ctx, Campaign{Name: "x", Lists: []string{"all"}, From: "news@platform.example",
+		Content: Content{Subject: map[string]string{"": "hi"}, Body: map[string]string{"": "hello"}}},
+		func(c Content) error { _, err := Compile(c, layout); return err })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Transition(ctx, c.ID, "start"); err != nil {
+		t.Fatal(err)
+	}
+	sk := smtptest.New(t)
+	cfg := takeoverConfig()
+	cfg.Rate = 1000
+	run(t, testWorker(t, s, sk.Addr, cfg), testWorker(t, s, sk.Addr, cfg))
+	for {
+		if st, _ := s.CampaignStatus(ctx, c.ID); st != nil && st.Sent > 500 {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	srv.Kill(syscall.SIGTERM)
+	time.Sleep(4 * cfg.ClaimIdle)
+	if err := srv.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	checkOnce(t, sk, waitState(t, s, c.ID, Finished), n)
 }
