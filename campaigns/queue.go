@@ -963,7 +963,7 @@ func (w *Worker) commit(ctx context.Context, group []result) {
 	var giveUp time.Time // set once shutting down, for the whole group
 	for id, args := range byCampaign {
 		k := campaignKeys(id)
-		for wait := 50 * time.Millisecond; ; wait = min(2*wait, 2*time.Second) {
+		for try, wait := 1, 50*time.Millisecond; ; try, wait = try+1, min(2*wait, 2*time.Second) {
 			n, err := recordScript.Run(context.WithoutCancel(ctx), w.rdb, []string{k.delivery, k.counts, k.jobs, k.attempts, k.retry, k.failures, k.sending, k.meta}, args...).Int()
 			if err == nil {
 				if n < 0 {
@@ -976,7 +976,11 @@ func (w *Worker) commit(ctx context.Context, group []result) {
 				giveUp = time.Now().Add(w.cfg.Drain)
 			}
 			if giveUp.IsZero() || time.Now().Before(giveUp) {
-				w.log.Warn("worker: record outcomes; trying again", "campaign_id", id, "wait", wait, "err", err)
+				level := slog.LevelWarn
+				if try%30 == 0 { // a minute of it: Redis is not just restarting
+					level = slog.LevelError
+				}
+				w.log.Log(ctx, level, "worker: record outcomes; trying again, sending nothing meanwhile", "campaign_id", id, "tries", try, "wait", wait, "err", err)
 				time.Sleep(wait)
 				continue
 			}
