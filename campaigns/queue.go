@@ -732,11 +732,8 @@ func (w *Worker) recipients(ctx context.Context, c *Campaign, emails []string) (
 var recordScript = redis.NewScript(`#!lua
 if redis.call('EXISTS', KEYS[8]) == 0 then return -1 end
 local maxAttempts, now, base = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local emails, ids = {}, {}
-for i = 5, #ARGV, 4 do
-  emails[#emails+1] = ARGV[i]
-  ids[#ids+1] = ARGV[i+2]
-end
+local emails = {}
+for i = 5, #ARGV, 4 do emails[#emails+1] = ARGV[i] end
 local prevs = redis.call('HMGET', KEYS[1], unpack(emails))
 local state = {} -- what is recorded for an address so far, should it come twice in a group
 for n, email in ipairs(emails) do
@@ -797,7 +794,7 @@ if sentCount > 0 then
   redis.call('HINCRBY', KEYS[2], 'sent', sentCount)
 end
 if retryDone > 0 then redis.call('HINCRBY', KEYS[2], 'retrying', -retryDone) end
-return #ids`)
+return #emails`)
 
 // result is what a connection reports about one job, for the recorder.
 type result struct {
@@ -839,7 +836,7 @@ func (w *Worker) take(ctx context.Context, j *job) (string, error) {
 // process sends one job's message, or decides it needs none, and returns what to record. Once the message is
 // being sent, nothing cancels it: ctx only stops the wait for the rate limiter.
 func (w *Worker) process(ctx context.Context, conn Conn, j job) result {
-	ctx, stop := context.WithoutCancel(ctx), ctx
+	ctx, running := context.WithoutCancel(ctx), ctx
 	if j.err != nil {
 		w.log.Warn("worker: read delivery record", "campaign_id", j.c.ID, "err", j.err)
 		return result{}
@@ -858,8 +855,8 @@ func (w *Worker) process(ctx context.Context, conn Conn, j job) result {
 	if err != nil {
 		return result{j: j, kind: "fail", o: outcome{reason: "cannot render: " + oneLine(err.Error())}}
 	}
-	if err := w.wait(stop); err != nil {
-		if stop.Err() != nil {
+	if err := w.wait(running); err != nil {
+		if running.Err() != nil {
 			w.release(ctx, j.c.ID, []job{j}) // shutting down
 			return result{}
 		}

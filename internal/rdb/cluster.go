@@ -84,14 +84,11 @@ func (p *inOrder) Exec(ctx context.Context) ([]redis.Cmder, error) {
 			continue
 		}
 		err := p.c.Process(ctx, cmd)
-		for wait := 100 * time.Millisecond; err != nil && !deadline.IsZero() && transient(err) && time.Now().Before(deadline); wait = min(2*wait, time.Second) {
-			select {
-			case <-ctx.Done():
+		if err != nil && !deadline.IsZero() {
+			err = retryTransient(ctx, deadline, err, func() error { cmd.SetErr(nil); return p.c.Process(ctx, cmd) })
+			if err != nil && ctx.Err() != nil {
 				return cmds, ctx.Err()
-			case <-time.After(wait):
 			}
-			cmd.SetErr(nil)
-			err = p.c.Process(ctx, cmd)
 		}
 		if err == nil || errors.Is(err, redis.Nil) {
 			if deadline.IsZero() {
@@ -133,7 +130,12 @@ func transient(err error) bool {
 // ticket shows it twice (measured on a Cluster, where one master can be lost while the others answer).
 func Finish(ctx context.Context, fn func() error) error {
 	deadline := time.Now().Add(finishWithin)
-	err := fn()
+	return retryTransient(ctx, deadline, fn(), fn)
+}
+
+// retryTransient runs fn again while err, its last result, is transient, until deadline or ctx is done, waiting
+// 100 ms, then twice as long each time up to a second; it returns the last error.
+func retryTransient(ctx context.Context, deadline time.Time, err error, fn func() error) error {
 	for wait := 100 * time.Millisecond; err != nil && transient(err) && time.Now().Before(deadline); wait = min(2*wait, time.Second) {
 		select {
 		case <-ctx.Done():
