@@ -167,11 +167,7 @@ func TestAPISubscriptionsAndPrivacy(t *testing.T) {
 // without adding anyone twice.
 func TestAPIImportLarge(t *testing.T) {
 	ctx := context.Background()
-	srv, err := rdbtest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv := rdbtest.Own(t)
 	rc := srv.Client(t)
 	// This server's durability is not under test: without its AOF the 200,000 rows take some 40% less time.
 	if err := rc.ConfigSet(ctx, "appendonly", "no").Err(); err != nil {

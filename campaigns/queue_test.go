@@ -28,8 +28,14 @@ import (
 // campaignFixture imports n subscribers into a list and creates a campaign to it.
 func campaignFixture(t *testing.T, n int) (*Store, *Campaign) {
 	t.Helper()
-	ctx := context.Background()
 	s := mustStore(t, "all")
+	return s, campaignFor(t, s, n)
+}
+
+// campaignFor imports n subscribers into s's list "all" and creates a campaign to it.
+func campaignFor(t *testing.T, s *Store, n int) *Campaign {
+	t.Helper()
+	ctx := context.Background()
 	var b strings.Builder
 	b.WriteString("email,name,language\n")
 	langs := []string{"en", "de", "it", "fr", "es"}
@@ -47,17 +53,35 @@ func campaignFixture(t *testing.T, n int) (*Store, *Campaign) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return s, c
+	return c
 }
 
 // startedFixture is campaignFixture with the campaign started.
 func startedFixture(t *testing.T, n int) (*Store, *Campaign) {
 	t.Helper()
 	s, c := campaignFixture(t, n)
+	mustStart(t, s, c)
+	return s, c
+}
+
+func mustStart(t *testing.T, s *Store, c *Campaign) {
+	t.Helper()
 	if _, err := s.Transition(context.Background(), c.ID, "start"); err != nil {
 		t.Fatal(err)
 	}
-	return s, c
+}
+
+// waitSentOver waits until a campaign has sent more than n messages.
+func waitSentOver(t *testing.T, s *Store, id int64, n int64) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		if st, err := s.CampaignStatus(context.Background(), id); err == nil && st.Sent > n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("campaign %d did not get past %d sent", id, n)
+		}
+	}
 }
 
 func mustLayout(tb testing.TB) *templates.Mail {
@@ -192,12 +216,7 @@ func TestPauseAndResume(t *testing.T) {
 	cfg := DefaultWorkerConfig()
 	cfg.Rate = 400 // slow enough to pause in the middle
 	stop := run(t, testWorker(t, s, sk.Addr, cfg))
-	for {
-		if st, _ := s.CampaignStatus(ctx, c.ID); st.Sent > 50 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitSentOver(t, s, c.ID, 50)
 	if _, err := s.Transition(ctx, c.ID, "pause"); err != nil {
 		t.Fatal(err)
 	}
@@ -485,12 +504,7 @@ func TestStoppedWorkerGivesBackItsJobs(t *testing.T) {
 	cfg := DefaultWorkerConfig()
 	cfg.Rate = 100 // reads a batch of 200 and sends it over two seconds
 	stop := run(t, testWorker(t, s, sk.Addr, cfg))
-	for {
-		if st, _ := s.CampaignStatus(ctx, c.ID); st.Sent > 10 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitSentOver(t, s, c.ID, 10)
 	stop()
 	k := campaignKeys(c.ID)
 	pending, err := s.rdb.XPending(ctx, k.jobs, workerGroup).Result()

@@ -344,11 +344,7 @@ func TestImportFieldLimits(t *testing.T) {
 // many rows it stored; run again, it finishes: no one is added twice, no consent recorded twice.
 func TestImportStopsMidway(t *testing.T) {
 	ctx := context.Background()
-	srv, err := rdbtest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv := rdbtest.Own(t)
 	rc := srv.Client(t)
 	s := NewStore(rc)
 	if err := s.CreateList(ctx, List{Name: "events"}); err != nil {

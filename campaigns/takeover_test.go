@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"runtime"
 	"strings"
@@ -64,12 +63,7 @@ func TestRedisFullMidCampaign(t *testing.T) {
 	w1, w2 := testWorker(t, s, sk.Addr, cfg), testWorker(t, s, sk.Addr, cfg)
 	w1.log, w2.log = log, log
 	run(t, w1, w2)
-	for {
-		if st, _ := s.CampaignStatus(ctx, c.ID); st.Sent > 300 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitSentOver(t, s, c.ID, 300)
 	t.Cleanup(func() { s.rdb.ConfigSet(ctx, "maxmemory", "0") })
 	if err := s.rdb.ConfigSet(ctx, "maxmemory", "1").Err(); err != nil {
 		t.Fatal(err)
@@ -99,12 +93,7 @@ func TestCampaignGoneMidSend(t *testing.T) {
 	w := testWorker(t, s, sk.Addr, cfg)
 	w.log = slog.New(slog.NewTextHandler(&buf, nil))
 	stop := run(t, w)
-	for {
-		if st, _ := s.CampaignStatus(ctx, c.ID); st.Sent > 100 {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitSentOver(t, s, c.ID, 100)
 	s.rdb.FlushDB(ctx)
 	time.Sleep(500 * time.Millisecond)
 	stop()
@@ -331,46 +320,19 @@ func TestReleaseLeavesAnotherWorkersJob(t *testing.T) {
 // their claims first.
 func TestRedisAwayLongerThanClaimIdle(t *testing.T) {
 	ctx := context.Background()
-	srv, err := rdbtest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	rc := redis.NewClient(&redis.Options{Addr: srv.Addr})
-	t.Cleanup(func() { rc.Close() })
-	s := NewStore(rc)
+	srv := rdbtest.Own(t)
+	s := NewStore(srv.Client(t))
 	if err := s.CreateList(ctx, List{Name: "all"}); err != nil {
 		t.Fatal(err)
 	}
-	var b strings.Builder
-	b.WriteString("email,name,language\n")
 	const n = 3000
-	for i := range n {
-		fmt.Fprintf(&b, "p%05d@example.com,Person %d,en\n", i, i)
-	}
-	if _, err := s.Import(ctx, strings.NewReader(b.String()), ImportOptions{List: "all", Confirmed: true}); err != nil {
-		t.Fatal(err)
-	}
-	layout := mustLayout(t)
-	c, err := s.CreateCampaign(ctx, Campaign{Name: "x", Lists: []string{"all"}, From: "news@platform.example",
-		Content: Content{Subject: map[string]string{"": "hi"}, Body: map[string]string{"": "hello"}}},
-		func(c Content) error { _, err := Compile(c, layout); return err })
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.Transition(ctx, c.ID, "start"); err != nil {
-		t.Fatal(err)
-	}
+	c := campaignFor(t, s, n)
+	mustStart(t, s, c)
 	sk := smtptest.New(t)
 	cfg := takeoverConfig()
 	cfg.Rate = 1000
 	run(t, testWorker(t, s, sk.Addr, cfg), testWorker(t, s, sk.Addr, cfg))
-	for {
-		if st, _ := s.CampaignStatus(ctx, c.ID); st != nil && st.Sent > 500 {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitSentOver(t, s, c.ID, 500)
 	srv.Kill(syscall.SIGTERM)
 	time.Sleep(4 * cfg.ClaimIdle)
 	if err := srv.Restart(); err != nil {

@@ -79,11 +79,7 @@ func TestFaults(t *testing.T) {
 // redisServer starts a redis-server of the test's own, which the test may kill and restart.
 func redisServer(t *testing.T) (*rdbtest.Server, *redis.Client) {
 	t.Helper()
-	srv, err := rdbtest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv := rdbtest.Own(t)
 	rc := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	t.Cleanup(func() { rc.Close() })
 	return srv, rc

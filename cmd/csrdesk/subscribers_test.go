@@ -16,11 +16,7 @@ import (
 // An import that Redis stops midway (maxmemory reached) ends saying file:line where it stopped and how many rows
 // it stored; the same command run again finishes it and says what was there already.
 func TestSubscribersImportStopsAndResumes(t *testing.T) {
-	srv, err := rdbtest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
+	srv := rdbtest.Own(t)
 	ctx := context.Background()
 	rc := redis.NewClient(&redis.Options{Addr: srv.Addr})
 	defer rc.Close()

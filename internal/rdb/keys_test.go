@@ -63,20 +63,10 @@ func logBuffer() (*slog.Logger, *bytes.Buffer) {
 	return slog.New(slog.NewTextHandler(&buf, nil)), &buf
 }
 
-func mustServer(t *testing.T) *rdbtest.Server {
-	t.Helper()
-	srv, err := rdbtest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Stop)
-	return srv
-}
-
 // TestMigrate: a deployment of the version that kept its ticket events under the calendar's name gets them moved,
 // consumer groups and all, and its calendar (a hash under that name) is left alone.
 func TestMigrate(t *testing.T) {
-	srv := mustServer(t)
+	srv := rdbtest.Own(t)
 	ctx := context.Background()
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr, DB: 1})
 	defer c.Close()
@@ -112,7 +102,7 @@ func TestMigrate(t *testing.T) {
 // TestDatasetLost: a process notices that Redis lost the data it knew, says so at ERROR and in its health, and
 // works on the new data set; the id counters do not start at 1 again.
 func TestDatasetLost(t *testing.T) {
-	srv := mustServer(t)
+	srv := rdbtest.Own(t)
 	ctx := context.Background()
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr, DB: 2})
 	defer c.Close()
@@ -161,7 +151,7 @@ func TestDatasetLost(t *testing.T) {
 
 // TestHealthFull: a Redis at maxmemory answers PING but refuses writes; health says so.
 func TestHealthFull(t *testing.T) {
-	srv := mustServer(t)
+	srv := rdbtest.Own(t)
 	ctx := context.Background()
 	c := redis.NewClient(&redis.Options{Addr: srv.Addr, DB: 3})
 	defer c.Close()

@@ -44,11 +44,7 @@ func TestParseURL(t *testing.T) {
 }
 
 func TestOpen(t *testing.T) {
-	srv, err := rdbtest.Start()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
+	srv := rdbtest.Own(t)
 	c, err := rdb.Open(context.Background(), srv.URL(3))
 	if err != nil {
 		t.Fatal(err)

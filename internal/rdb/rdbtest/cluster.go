@@ -36,9 +36,9 @@ const NodeTimeout = 1500 * time.Millisecond
 // StartCluster starts the six nodes, creates the cluster and waits until every node reports cluster_state:ok
 // and every replica has synchronised with its master.
 func StartCluster() (*Cluster, error) {
-	bin, err := exec.LookPath("redis-server")
+	bin, err := serverBin()
 	if err != nil {
-		return nil, errors.New("redis-server not found: install it with `sudo apt-get install -y redis-server` (or run make test as root)")
+		return nil, err
 	}
 	cli, err := exec.LookPath("redis-cli")
 	if err != nil {

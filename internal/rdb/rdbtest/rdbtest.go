@@ -7,6 +7,7 @@ package rdbtest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -49,11 +50,32 @@ func Main(m *testing.M, srv **Server) int {
 	return m.Run()
 }
 
-// Start starts a redis-server on a free port with AOF on, in a temporary folder, and waits until it answers.
-func Start() (*Server, error) {
+// Own starts a redis-server of one test's own, which it may fill, kill or restart without touching the others,
+// and stops it when the test ends.
+func Own(tb testing.TB) *Server {
+	tb.Helper()
+	s, err := Start()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
+
+// serverBin finds redis-server, or says how to install it.
+func serverBin() (string, error) {
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
-		return nil, fmt.Errorf("redis-server not found: install it with `sudo apt-get install -y redis-server` (or run make test as root)")
+		return "", errors.New("redis-server not found: install it with `sudo apt-get install -y redis-server` (or run make test as root)")
+	}
+	return bin, nil
+}
+
+// Start starts a redis-server on a free port with AOF on, in a temporary folder, and waits until it answers.
+func Start() (*Server, error) {
+	bin, err := serverBin()
+	if err != nil {
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "csrdesk-redis-")
 	if err != nil {
