@@ -107,6 +107,24 @@ func (p *platforms) sent() (tg, sl []url.Values) {
 	return append([]url.Values(nil), p.telegram...), append([]url.Values(nil), p.slack...)
 }
 
+// waitFor waits up to within until cond holds for what csrdesk has sent to Telegram and Slack, or fails the test
+// saying what it waited for and what was sent (the messages themselves when there are few).
+func (p *platforms) waitFor(t *testing.T, what string, within time.Duration, cond func(tg, sl []url.Values) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(within); ; time.Sleep(20 * time.Millisecond) {
+		tg, sl := p.sent()
+		if cond(tg, sl) {
+			return
+		}
+		if time.Now().After(deadline) {
+			if len(tg)+len(sl) <= 10 {
+				t.Fatalf("timed out waiting for %s; telegram got %v; slack got %v", what, tg, sl)
+			}
+			t.Fatalf("timed out waiting for %s; telegram got %d messages, slack %d", what, len(tg), len(sl))
+		}
+	}
+}
+
 // slackSignature signs a request body as Slack does.
 func slackSignature(secret, ts, body string) string {
 	mac := hmac.New(sha256.New, []byte(secret))
@@ -146,17 +164,7 @@ func TestTelegramUserSlackStaff(t *testing.T) {
 	base := "http://" + addr
 	wait := func(what string, cond func(tg, sl []url.Values) bool) {
 		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			tg, sl := p.sent()
-			if cond(tg, sl) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s; telegram got %v; slack got %v", what, tg, sl)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		p.waitFor(t, what, 15*time.Second, cond)
 	}
 	from := `"from":{"id":5001,"is_bot":false,"first_name":"Giulia","language_code":"it"}`
 	chat := `"chat":{"id":5001,"type":"private"}`

@@ -16,12 +16,10 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -94,53 +92,18 @@ func clusterRun(t *testing.T, bin string, n, rate int) clusterFigures {
 		cmd.Env = append(append(os.Environ(), "CSRDESK_SECRET=cluster"), common...)
 		return cmd.CombinedOutput()
 	}
-	start := func(extra []string, args ...string) {
-		t.Helper()
-		log, err := os.Create(filepath.Join(t.TempDir(), args[0]+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := exec.Command(bin, args...)
-		cmd.Env = append(append(append(os.Environ(), "CSRDESK_SECRET=cluster", "CSRDESK_LOG_LEVEL=warn"), common...), extra...)
-		cmd.Stdout, cmd.Stderr = io.Discard, log
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			cmd.Wait()
-			log.Close()
-			if t.Failed() || os.Getenv("CLUSTER_LOGS") != "" {
-				data, _ := os.ReadFile(log.Name())
-				if len(data) > 4000 {
-					data = data[len(data)-4000:]
-				}
-				t.Logf("%s log:\n%s", args[0], data)
-			}
-		})
-	}
+	p := &procs{t: t, bin: bin, env: append([]string{"CSRDESK_SECRET=cluster"}, common...)}
 	// Slack as the second staff face: its console follows the ticket event stream and posts a card per ticket.
 	pl := &platforms{}
 	fake := httptest.NewServer(pl)
 	t.Cleanup(fake.Close)
-	start([]string{"CSRDESK_HTTP_ADDR=" + addr, "CSRDESK_OFFICE_HOURS=always", "CSRDESK_RATE_PER_MIN=0", "CSRDESK_STAFF_TOKEN=" + staffToken,
-		"SLACK_BOT_TOKEN=xoxb-1", "SLACK_SIGNING_SECRET=cluster-slack", "SLACK_API_URL=" + fake.URL + "/slack/api/", "SLACK_STAFF_CHANNEL=CSTAFF"}, "serve")
-	start(nil, "worker")
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if resp, err := http.Get(base + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("serve did not come up on the cluster")
-		}
-	}
+	p.serve(addr, "CSRDESK_OFFICE_HOURS=always", "CSRDESK_RATE_PER_MIN=0", "CSRDESK_STAFF_TOKEN="+staffToken,
+		"SLACK_BOT_TOKEN=xoxb-1", "SLACK_SIGNING_SECRET=cluster-slack", "SLACK_API_URL="+fake.URL+"/slack/api/", "SLACK_STAFF_CHANNEL=CSTAFF")
+	p.start(nil, "worker")
 
 	phase("serve up")
 	// A web chat, followed as its page does (server-sent events, reconnecting with Last-Event-ID).
-	chat := clusterChat(t, base)
+	chat := followChat(t, base)
 	chat.say(t, "what is the VSME standard?")
 	chat.say(t, "/human")
 	staff := clusterStaffLogin(t, base, staffToken)
@@ -162,7 +125,7 @@ func clusterRun(t *testing.T, bin string, n, rate int) clusterFigures {
 		t.Fatalf("events create: %v\n%s", err, out)
 	}
 	const reader = "lea@example.fr"
-	other := clusterChat(t, base) // the first chat's messages go to its ticket now
+	other := followChat(t, base) // the first chat's messages go to its ticket now
 	other.say(t, "/subscribe")
 	other.say(t, reader)
 	var confirm string
@@ -353,7 +316,8 @@ type webChat struct {
 	data     []string
 }
 
-func clusterChat(t *testing.T, base string) *webChat {
+// followChat opens a web chat session at base and follows its event stream, reconnecting as a page does.
+func followChat(t *testing.T, base string) *webChat {
 	t.Helper()
 	resp, err := http.Post(base+"/api/chat/session", "application/json", nil)
 	if err != nil {

@@ -11,7 +11,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -112,41 +111,6 @@ func (r *campaignRig) start(t *testing.T) {
 	if _, _, err := runCmd(t, r.e, "campaign", "start", r.id); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// procs starts csrdesk processes with a common environment, logging to files kept for a failing test.
-type procs struct {
-	t    *testing.T
-	bin  string
-	env  []string
-	n    int
-	logs []string // the log file of each process started, in order
-}
-
-func (p *procs) start(extra []string, args ...string) *exec.Cmd {
-	p.t.Helper()
-	p.n++
-	log, err := os.Create(filepath.Join(p.t.TempDir(), fmt.Sprintf("%s-%d.log", args[0], p.n)))
-	if err != nil {
-		p.t.Fatal(err)
-	}
-	p.logs = append(p.logs, log.Name())
-	cmd := exec.Command(p.bin, args...)
-	cmd.Env = append(append(append(os.Environ(), "CSRDESK_SECRET=faults", "CSRDESK_LOG_LEVEL=warn"), p.env...), extra...)
-	cmd.Stdout, cmd.Stderr = io.Discard, log
-	if err := cmd.Start(); err != nil {
-		p.t.Fatal(err)
-	}
-	p.t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		log.Close()
-		if p.t.Failed() {
-			data, _ := os.ReadFile(log.Name())
-			p.t.Logf("%s log:\n%s", filepath.Base(log.Name()), logTail(string(data), 3000))
-		}
-	})
-	return cmd
 }
 
 // counts reads a campaign's counts straight from Redis, which may be restarting.
@@ -358,20 +322,10 @@ var questions = []string{"does the CSRD apply to our company?", "what is CBAM?",
 func servePlatforms(t *testing.T, p *procs, fake string, extra ...string) string {
 	t.Helper()
 	addr := freeAddr(t)
-	p.start(append([]string{"CSRDESK_HTTP_ADDR=" + addr, "CSRDESK_OFFICE_HOURS=always", "CSRDESK_RATE_PER_MIN=0",
+	p.serve(addr, append([]string{"CSRDESK_OFFICE_HOURS=always", "CSRDESK_RATE_PER_MIN=0",
 		"TELEGRAM_BOT_TOKEN=1:x", "TELEGRAM_API_ENDPOINT=" + fake + "/tg/bot%s/%s",
-		"SLACK_BOT_TOKEN=xoxb-1", "SLACK_SIGNING_SECRET=" + slackSecret, "SLACK_API_URL=" + fake + "/slack/api/", "SLACK_STAFF_CHANNEL=CSTAFF"}, extra...), "serve")
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return "http://" + addr
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("serve did not come up")
-		}
-	}
+		"SLACK_BOT_TOKEN=xoxb-1", "SLACK_SIGNING_SECRET=" + slackSecret, "SLACK_API_URL=" + fake + "/slack/api/", "SLACK_STAFF_CHANNEL=CSTAFF"}, extra...)...)
+	return "http://" + addr
 }
 
 const slackSecret = "slack-signing-secret"
@@ -493,7 +447,7 @@ func redisRestartTicket(t *testing.T, bin string) []faultRow {
 	from := `"from":{"id":5001,"is_bot":false,"first_name":"Giulia","language_code":"it"},"chat":{"id":5001,"type":"private"},"date":1795766400`
 	pl.telegramUpdate(`"message":{"message_id":1,` + from + `,"text":"passami un operatore"}`)
 	var cardTS string
-	waitPlatforms(t, pl, "the ticket's card in Slack", func(tg, sl []url.Values) bool {
+	pl.waitFor(t, "the ticket's card in Slack", time.Minute, func(tg, sl []url.Values) bool {
 		for i, m := range sl {
 			if m.Get("channel") == "CSTAFF" && m.Get("thread_ts") == "" {
 				cardTS = fmt.Sprintf("1795766400.%06d", i+1)
@@ -535,7 +489,7 @@ func redisRestartTicket(t *testing.T, bin string) []faultRow {
 			}
 			return
 		}
-		waitPlatforms(t, pl, "both messages across", func(tg, sl []url.Values) bool { u, s := count(); return u >= 1 && s >= 1 })
+		pl.waitFor(t, "both messages across", time.Minute, func(tg, sl []url.Values) bool { u, s := count(); return u >= 1 && s >= 1 })
 		recovery := time.Since(back)
 		<-done
 		time.Sleep(2 * time.Second)
@@ -549,19 +503,6 @@ func redisRestartTicket(t *testing.T, bin string) []faultRow {
 			lost: lost, dups: dups, bound: "0", recovery: "both across " + secs(recovery) + " after Redis"})
 	}
 	return rows
-}
-
-func waitPlatforms(t *testing.T, pl *platforms, what string, cond func(tg, sl []url.Values) bool) {
-	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		tg, sl := pl.sent()
-		if cond(tg, sl) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; telegram got %d, slack %d", what, len(tg), len(sl))
-		}
-	}
 }
 
 // malformedInput runs every fuzz target of the module for FUZZTIME each (default 10s; the seeds, and the
@@ -684,7 +625,7 @@ func scaleOut(t *testing.T, bin string) []faultRow {
 		}
 		close(next)
 		wg.Wait()
-		waitPlatforms(t, pl, "every chat's answer", func(tg, _ []url.Values) bool { return len(tg) >= chats })
+		pl.waitFor(t, "every chat's answer", time.Minute, func(tg, _ []url.Values) bool { return len(tg) >= chats })
 		botTime := time.Since(start)
 		time.Sleep(time.Second)
 		tg, _ := pl.sent()

@@ -181,20 +181,8 @@ func startServe(t *testing.T, getenv func(string) string, addr string) *syncBuff
 			t.Errorf("serve: %v", err)
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return logs
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not come up: %v\n%s", err, logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitHealthy(t, addr, logs.String)
+	return logs
 }
 
 func TestServe(t *testing.T) {

@@ -40,17 +40,8 @@ func startServeProcess(t *testing.T, bin string, db int, extra ...string) (base 
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
 	t.Cleanup(func() { cmd.Process.Kill() }) // when a test gave up before the process exited
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return "http://" + addr, cmd, logs, done
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("serve did not come up:\n%s", logs.String())
-		}
-	}
+	waitHealthy(t, addr, logs.String)
+	return "http://" + addr, cmd, logs, done
 }
 
 // shutdownLoad is what sigtermUnderLoad saw.
@@ -264,13 +255,6 @@ func sigtermUnderLoad(t *testing.T, bin string, clients, streams int, warm, time
 		t.Errorf("no request was in flight at SIGTERM: the test proved nothing")
 	}
 	return out
-}
-
-func logTail(s string, n int) string {
-	if len(s) > n {
-		return "..." + s[len(s)-n:]
-	}
-	return s
 }
 
 // shutdownQuestions are what the clients ask: questions the knowledge base answers.

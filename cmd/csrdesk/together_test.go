@@ -1,19 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -22,44 +18,6 @@ import (
 	"csrdesk/internal/rdb/rdbtest"
 	"csrdesk/internal/smtptest"
 )
-
-// serveProcess starts the csrdesk binary's serve with env (KEY=value) and waits until /healthz answers ok. It is
-// stopped with SIGTERM when the test ends; its log is shown if the test failed.
-func serveProcess(t *testing.T, bin, addr string, env ...string) {
-	t.Helper()
-	logFile := filepath.Join(t.TempDir(), "serve.log")
-	out, err := os.Create(logFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve")
-	cmd.Env = append(os.Environ(), env...)
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		cmd.Wait()
-		out.Close()
-		if t.Failed() {
-			log, _ := os.ReadFile(logFile)
-			t.Logf("serve's log:\n%s", logTail(string(log), 6000))
-		}
-	})
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if resp, err := http.Get("http://" + addr + "/healthz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(logFile)
-			t.Fatalf("serve did not come up:\n%s", logTail(string(log), 6000))
-		}
-	}
-}
 
 // TestWholeProductOnOneRedis runs every feature that shares a Redis in production on one database, through the
 // binary: a calendar event before any ticket and another after, tickets from Telegram and the web chat worked in
@@ -88,21 +46,13 @@ func TestWholeProductOnOneRedis(t *testing.T) {
 	}
 	event := strings.TrimSpace(out)
 
-	serveProcess(t, bin, addr, "CSRDESK_REDIS_URL="+redisURL, "CSRDESK_HTTP_ADDR="+addr, "CSRDESK_PUBLIC_URL="+base,
-		"CSRDESK_SECRET=test secret, not for production", "CSRDESK_OFFICE_HOURS=always", "CSRDESK_SMTP_URL=smtp://"+sink.Addr+"?tls=none",
+	(&procs{t: t, bin: bin}).serve(addr, "CSRDESK_REDIS_URL="+redisURL, "CSRDESK_PUBLIC_URL="+base, "CSRDESK_LOG_LEVEL=info",
+		"CSRDESK_OFFICE_HOURS=always", "CSRDESK_SMTP_URL=smtp://"+sink.Addr+"?tls=none",
 		"TELEGRAM_BOT_TOKEN=1:x", "TELEGRAM_API_ENDPOINT="+fake.URL+"/tg/bot%s/%s",
 		"SLACK_BOT_TOKEN=xoxb-1", "SLACK_SIGNING_SECRET="+secret, "SLACK_API_URL="+fake.URL+"/slack/api/", "SLACK_STAFF_CHANNEL=CSTAFF")
 	wait := func(what string, cond func(tg, sl []url.Values) bool) {
 		t.Helper()
-		for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-			tg, sl := p.sent()
-			if cond(tg, sl) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s; telegram got %d messages, slack %d", what, len(tg), len(sl))
-			}
-		}
+		p.waitFor(t, what, 15*time.Second, cond)
 	}
 
 	// A Telegram user is handed over; the card appears in Slack, a reply in its thread reaches them.
@@ -120,18 +70,8 @@ func TestWholeProductOnOneRedis(t *testing.T) {
 	wait("the staff reply on Telegram", func(tg, _ []url.Values) bool { return len(tg) == 2 })
 
 	// A web chat is handed over too; its card is the next Slack post, and a staff reply reaches the web chat.
-	resp, err := http.Post(base+"/api/chat/session", "application/json", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var session struct{ Chat string }
-	json.NewDecoder(resp.Body).Decode(&session)
-	resp.Body.Close()
-	resp, err = http.Post(base+"/api/chat/messages", "application/json", strings.NewReader(`{"chat":"`+session.Chat+`","text":"/human Which ESRS apply to us?"}`))
-	if err != nil || resp.StatusCode != 202 {
-		t.Fatalf("web chat message: %v %v", err, resp.Status)
-	}
-	resp.Body.Close()
+	web := followChat(t, base)
+	web.say(t, "/human Which ESRS apply to us?")
 	wait("the web ticket's card", func(_, sl []url.Values) bool {
 		return len(sl) >= 2 && strings.Contains(sl[len(sl)-1].Get("text")+sl[1].Get("text"), "Ticket #2")
 	})
@@ -143,8 +83,10 @@ func TestWholeProductOnOneRedis(t *testing.T) {
 		}
 	}
 	signed(t, base+"/slack/events", "application/json", threadReply("Ev2", webCard, "Hello, ESRS 1 and 2 first."), secret)
-	if got := webChatUntil(t, base, session.Chat, "ESRS 1 and 2 first"); got == "" {
-		t.Error("the staff reply did not reach the web chat")
+	for deadline := time.Now().Add(15 * time.Second); !web.has("ESRS 1 and 2 first"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the staff reply did not reach the web chat; it shows:\n%s", strings.Join(web.seen(), "\n"))
+		}
 	}
 
 	// Another calendar event, now that tickets exist.
@@ -217,25 +159,4 @@ func postForm(t *testing.T, u string, form url.Values, csrf string) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("POST %s: %s", u, resp.Status)
 	}
-}
-
-// webChatUntil follows a web chat's event stream until a message containing want arrives (or 15 s pass), and
-// returns that line.
-func webChatUntil(t *testing.T, base, chat, want string) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/api/chat/events?chat="+chat, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		if strings.Contains(sc.Text(), want) {
-			return sc.Text()
-		}
-	}
-	return ""
 }
