@@ -306,6 +306,9 @@ func TestReleaseLeavesAnotherWorkersJob(t *testing.T) {
 		t.Fatal(what)
 	}
 	w1.release(ctx, c.ID, []job{j})
+	if p := s.rdb.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: k.jobs, Group: workerGroup, Start: j.id, End: j.id, Count: 1, Consumer: w2.consumer}).Val(); len(p) != 1 {
+		t.Errorf("w2's job is no longer pending with w2 after w1 gave back its copy: %v", p)
+	}
 	res, _ := s.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: workerGroup, Consumer: w3.consumer, Streams: []string{k.jobs, ">"}, Count: 1, Block: -1}).Result()
 	if len(res) > 0 && len(res[0].Messages) > 0 {
 		j3 := job{c: c, id: res[0].Messages[0].ID, email: j.email}

@@ -173,6 +173,23 @@ func delivered(sink *smtptest.Sink, n int) (lost, dups int) {
 	return lost, dups
 }
 
+// checkDelivered fails the test unless each of the n recipients of campaign id got the mail, at most bound of
+// them twice, and the campaign counts n sent; it returns what delivered found.
+func checkDelivered(t *testing.T, rc *redis.Client, sink *smtptest.Sink, id string, n, bound int) (lost, dups int) {
+	t.Helper()
+	lost, dups = delivered(sink, n)
+	if lost > 0 {
+		t.Errorf("%d of %d recipients never got the mail", lost, n)
+	}
+	if dups > bound {
+		t.Errorf("%d duplicates, more than the bound %d", dups, bound)
+	}
+	if st := counts(rc, id); st["sent"] != n {
+		t.Errorf("the campaign counts %v, want %d sent", st, n)
+	}
+	return lost, dups
+}
+
 func secs(d time.Duration) string { return fmt.Sprintf("%.1f s", d.Seconds()) }
 
 // workersKilled: three workers on a 20,000-recipient campaign, one of them killed (SIGKILL) at a random moment
@@ -260,16 +277,7 @@ func redisRestartCampaign(t *testing.T, bin string, sig syscall.Signal) faultRow
 	}
 	recovery := nextMail(t, sink, "Redis came back")
 	waitFinished(t, rc, id, 2*time.Minute)
-	lost, dups := delivered(sink, n)
-	if lost > 0 {
-		t.Errorf("%d of %d recipients never got the mail", lost, n)
-	}
-	if bound := workers * 2 * conns; dups > bound {
-		t.Errorf("%d duplicates, more than the in-flight bound %d", dups, bound)
-	}
-	if st := counts(rc, id); st["sent"] != n {
-		t.Errorf("the campaign counts %v after the restart, want %d sent", st, n)
-	}
+	lost, dups := checkDelivered(t, rc, sink, id, n, workers*2*conns) // in flight
 	name := map[syscall.Signal]string{syscall.SIGTERM: "SIGTERM", syscall.SIGKILL: "SIGKILL"}[sig]
 	return faultRow{fault: "Redis " + name + " mid-campaign, down 2 s", affected: fmt.Sprintf("%d recipients", n), lost: lost, dups: dups,
 		bound: fmt.Sprintf("%d: in flight", workers*2*conns), recovery: "mail again " + secs(recovery) + " after Redis"}
