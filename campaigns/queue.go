@@ -198,13 +198,22 @@ func (w *Worker) pause(ctx context.Context, down int, msg, reason string) int {
 	return down + 1
 }
 
+// pendingLua defines pending(stream, group, entry[, consumer]): whether the entry is pending in the group (with
+// that consumer, if given): read and not yet acknowledged.
+const pendingLua = `
+local function pending(stream, group, entry, consumer)
+  if consumer then return #redis.call('XPENDING', stream, group, entry, entry, 1, consumer) == 1 end
+  return #redis.call('XPENDING', stream, group, entry, entry, 1) == 1
+end
+`
+
 // keepScript renews this worker's claim on the jobs it holds (ARGV: the group, the consumer, then the entries):
 // XCLAIM with an idle time of 0 resets a job's idle time, so another worker's XAUTOCLAIM leaves it alone. A job
 // another worker has claimed meanwhile is left to it.
-var keepScript = redis.NewScript(`
+var keepScript = redis.NewScript(pendingLua + `
 local kept = 0
 for i = 3, #ARGV do
-  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) == 1 then
+  if pending(KEYS[1], ARGV[1], ARGV[i], ARGV[2]) then
     redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')
     kept = kept + 1
   end
@@ -451,9 +460,9 @@ const stateCheck = 100 * time.Millisecond
 // releaseScript puts jobs a worker has read but not started back at the end of the queue: only those still its
 // own (ARGV: the group, the consumer, then entry and address pairs). One another worker has claimed meanwhile may
 // be being sent by it; given back, its copy would not see that job's mark and be sent too.
-var releaseScript = redis.NewScript(`
+var releaseScript = redis.NewScript(pendingLua + `
 for i = 3, #ARGV, 2 do
-  if #redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[i], ARGV[i], 1, ARGV[2]) == 1 then
+  if pending(KEYS[1], ARGV[1], ARGV[i], ARGV[2]) then
     redis.call('XACK', KEYS[1], ARGV[1], ARGV[i])
     redis.call('XDEL', KEYS[1], ARGV[i])
     redis.call('XADD', KEYS[1], '*', 'e', ARGV[i+1])
@@ -810,13 +819,13 @@ type result struct {
 // in Redis), lost (another worker has claimed the job since), done (the recipient has a final outcome) or busy
 // (another job of the recipient's is being sent by a worker that holds it). A job whose worker died after taking
 // it is taken again by the worker that claims it: its message may have gone out, the one duplicate left.
-var takeScript = redis.NewScript(`#!lua
+var takeScript = redis.NewScript("#!lua\n" + pendingLua + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'gone', ''} end
-if #redis.call('XPENDING', KEYS[4], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2]) == 0 then return {'lost', ''} end
+if not pending(KEYS[4], ARGV[1], ARGV[3], ARGV[2]) then return {'lost', ''} end
 local prev = redis.call('HGET', KEYS[2], ARGV[4]) or ''
 if prev == 'sent' or prev == 'failed' then return {'done', prev} end
 local holder = redis.call('HGET', KEYS[3], ARGV[4])
-if holder and holder ~= ARGV[3] and #redis.call('XPENDING', KEYS[4], ARGV[1], holder, holder, 1) == 1 then
+if holder and holder ~= ARGV[3] and pending(KEYS[4], ARGV[1], holder) then
   return {'busy', prev}
 end
 redis.call('HSET', KEYS[3], ARGV[4], ARGV[3])
