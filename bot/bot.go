@@ -283,7 +283,11 @@ func (e *Engine) button(ctx context.Context, m Message, conv *conv, lang faq.Lan
 	base := e.matcher().Base()
 	switch kind {
 	case "a": // show an entry
-		if entry := base.Entry(arg); entry != nil {
+		if entry := base.Entry(arg); entry != nil && entry.Scoped() {
+			conv.LastA = entry.ID
+			if err := e.saveConv(ctx, m, conv); err != nil {
+				return err
+			}
 			return e.answer(ctx, m, conv, lang, entry)
 		}
 	case "t": // list a topic's entries
@@ -305,6 +309,12 @@ func (e *Engine) button(ctx context.Context, m Message, conv *conv, lang faq.Lan
 	case "y", "n": // feedback on an answer: y:<entry>, n:<entry>
 		if base.Entry(arg) == nil {
 			break
+		}
+		if conv.LastA != "" { // said now: a "thanks" that follows does not count again
+			conv.LastA = ""
+			if err := e.saveConv(ctx, m, conv); err != nil {
+				return err
+			}
 		}
 		e.metrics.Feedback.WithLabelValues(map[string]string{"y": "helped", "n": "not_helped"}[kind]).Inc()
 		if kind == "y" {
@@ -341,14 +351,40 @@ func (e *Engine) question(ctx context.Context, m Message, conv *conv, text strin
 		lang = conv.Lang
 	}
 	conv.Lang = lang
-	// "Can I talk to someone?" is not the question staff need: keep the one asked before it.
-	if res.Reason != faq.ReasonEmpty && (res.Reason != faq.ReasonHuman || conv.LastQ == "") {
+	decision := string(res.Decision)
+	smallTalk := res.Decision == faq.Answer && (res.Entry.Kind == faq.KindSmallTalk || res.Entry.Kind == faq.KindThanks)
+	// "Can I talk to someone?" is not the question staff need, nor is "hello": keep the one asked before it.
+	if res.Reason != faq.ReasonEmpty && !smallTalk && (res.Reason != faq.ReasonHuman || conv.LastQ == "") {
 		conv.LastQ = text
+	}
+	helped := ""
+	switch {
+	case res.Decision == faq.Answer && res.Entry.Scoped():
+		conv.LastA = res.Entry.ID
+	case smallTalk:
+		decision = "small_talk"
+		if res.Entry.Kind == faq.KindThanks {
+			helped, conv.LastA = conv.LastA, ""
+		}
+	case res.Decision == faq.Answer:
+		decision = "out_of_scope"
 	}
 	if err := e.saveConv(ctx, m, conv); err != nil {
 		return err
 	}
-	e.metrics.Questions.WithLabelValues(string(res.Decision), string(lang)).Inc()
+	e.metrics.Questions.WithLabelValues(decision, string(lang)).Inc()
+	if helped != "" {
+		e.metrics.Feedback.WithLabelValues("helped").Inc()
+	}
+	switch {
+	case smallTalk:
+		return e.send(ctx, m.Channel, m.Chat, Reply{Text: res.Entry.In(lang).Answer})
+	case res.Decision == faq.Answer && !res.Entry.Scoped():
+		return e.send(ctx, m.Channel, m.Chat, Reply{
+			Text:    res.Entry.In(lang).Answer,
+			Buttons: [][]Button{{{Label: e.text(lang, "btn_staff", nil), Data: "h"}}},
+		})
+	}
 	switch res.Decision {
 	case faq.Answer:
 		return e.answer(ctx, m, conv, lang, res.Entry)

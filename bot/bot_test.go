@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -185,8 +186,9 @@ func TestAnswerInTheQuestionsLanguage(t *testing.T) {
 
 func TestSuggest(t *testing.T) {
 	f := newFixture(t, noLimit())
-	r := one(t, f.say(t, "c1", "iso"))
-	if !strings.Contains(r.Text, "Did you mean") {
+	r := one(t, f.say(t, "c1", "our emissions"))
+	texts, _ := templates.Bot()
+	if !slices.ContainsFunc(faq.Langs, func(l faq.Lang) bool { return r.Text == texts.Text(string(l), "suggest", nil) }) {
 		t.Errorf("suggest text = %q", r.Text)
 	}
 	b := buttons(r)
@@ -197,7 +199,7 @@ func TestSuggest(t *testing.T) {
 
 func TestNoMatchOffersStaff(t *testing.T) {
 	f := newFixture(t, noLimit())
-	r := one(t, f.say(t, "c1", "what is the capital of peru"))
+	r := one(t, f.say(t, "c1", "zorblax quux frobnicate"))
 	if !strings.Contains(r.Text, "no good answer") || !has(buttons(r), "h") {
 		t.Errorf("no match: %+v", r)
 	}
@@ -219,6 +221,49 @@ func TestFeedback(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(f.e.metrics.Feedback.WithLabelValues("not_helped")); got != 1 {
 		t.Errorf("feedback{not_helped} = %v", got)
+	}
+}
+
+// TestSmallTalkAndOutOfScope: a greeting gets a short reply without buttons, "thanks" after an answer counts as that
+// answer having helped (once), and a question the help desk does not cover is declined with a way to staff.
+func TestSmallTalkAndOutOfScope(t *testing.T) {
+	f := newFixture(t, noLimit())
+	base := mustMatcher(t).Base()
+	r := one(t, f.say(t, "c1", "Hi!"))
+	if r.Text != base.Entry("smalltalk-hello").In("en").Answer || len(r.Buttons) != 0 {
+		t.Errorf("greeting: %+v", r)
+	}
+	if got := testutil.ToFloat64(f.e.metrics.Feedback.WithLabelValues("helped")); got != 0 {
+		t.Errorf("thanks before any answer counted as helped: %v", got)
+	}
+	f.say(t, "c1", "how do we calculate scope 1 and 2 emissions")
+	for range 2 {
+		if r := one(t, f.say(t, "c1", "thanks!")); r.Text != base.Entry("smalltalk-thanks").In("en").Answer {
+			t.Errorf("thanks: %q", r.Text)
+		}
+	}
+	if got := testutil.ToFloat64(f.e.metrics.Feedback.WithLabelValues("helped")); got != 1 {
+		t.Errorf("feedback{helped} after an answer and two thanks = %v, want 1", got)
+	}
+	// The small talk did not replace the question staff would see.
+	if c, err := f.e.loadConv(context.Background(), Message{Channel: "test", Chat: "c1"}); err != nil || c.LastQ != "how do we calculate scope 1 and 2 emissions" {
+		t.Errorf("last question after small talk = %q (%v)", c.LastQ, err)
+	}
+	// Pressing "helped" and then saying thanks counts once.
+	f.say(t, "c1", "what is the CBAM")
+	f.press(t, "c1", "y:cbam")
+	f.say(t, "c1", "thanks!")
+	if got := testutil.ToFloat64(f.e.metrics.Feedback.WithLabelValues("helped")); got != 2 {
+		t.Errorf("feedback{helped} after a button and a thanks = %v, want 2", got)
+	}
+	r = one(t, f.say(t, "c2", "What's the price of a new 5-axis machining centre?"))
+	if r.Text != base.Entry("out-of-scope-prices").In("en").Answer || !slices.Equal(buttons(r), []string{"h"}) {
+		t.Errorf("out of scope: %q %v", r.Text, buttons(r))
+	}
+	for decision, want := range map[string]float64{"small_talk": 4, "out_of_scope": 1, "answer": 2} {
+		if got := testutil.ToFloat64(f.e.metrics.Questions.WithLabelValues(decision, "en")); got != want {
+			t.Errorf("questions{%s,en} = %v, want %v", decision, got, want)
+		}
 	}
 }
 

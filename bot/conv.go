@@ -24,6 +24,7 @@ type conv struct {
 	Lang   faq.Lang // the language of the conversation
 	Fixed  bool     // chosen with /language: detection no longer changes it
 	LastQ  string   // the last question asked, for "did not help" and "talk to staff"
+	LastA  string   // the entry last answered, until the person says whether it helped ("thanks" counts)
 	Ticket int64    // the open ticket, or 0
 	Await  string   // what the next message is expected to be: "email" after /subscribe, or empty
 }
@@ -46,7 +47,7 @@ func (e *Engine) loadConv(ctx context.Context, m Message) (*conv, error) {
 		return nil, fmt.Errorf("load conversation: %w", err)
 	}
 	v := h.Val()
-	c := &conv{LastQ: v["lastq"], Fixed: v["fixed"] == "1", Await: v["await"]}
+	c := &conv{LastQ: v["lastq"], LastA: v["lasta"], Fixed: v["fixed"] == "1", Await: v["await"]}
 	if l, ok := faq.ParseLang(v["lang"]); ok {
 		c.Lang = l
 	}
@@ -61,7 +62,7 @@ func (e *Engine) saveConv(ctx context.Context, m Message, c *conv) error {
 		fixed = "1"
 	}
 	pipe := e.rdb.TxPipeline()
-	pipe.HSet(ctx, k, "lang", string(c.Lang), "fixed", fixed, "lastq", c.LastQ, "await", c.Await)
+	pipe.HSet(ctx, k, "lang", string(c.Lang), "fixed", fixed, "lastq", c.LastQ, "lasta", c.LastA, "await", c.Await)
 	pipe.Expire(ctx, k, e.cfg.StateTTL)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("save conversation: %w", err)

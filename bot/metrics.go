@@ -15,10 +15,10 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		Questions: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "csrdesk_questions_total", Help: "Questions asked, by the matcher's decision and the conversation's language.",
+			Name: "csrdesk_questions_total", Help: "Questions asked, by the matcher's decision (answer, suggest, escalate, out_of_scope, small_talk) and the conversation's language.",
 		}, []string{"decision", "lang"}),
 		Feedback: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "csrdesk_answer_feedback_total", Help: "Feedback on answers: helped or not_helped.",
+			Name: "csrdesk_answer_feedback_total", Help: "Feedback on answers: helped (the button, or thanks after an answer) or not_helped.",
 		}, []string{"verdict"}),
 		Tickets: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "csrdesk_tickets_total", Help: "Ticket events: opened, claimed, resolved, reminded (unclaimed too long).",

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"strings"
 )
 
@@ -12,6 +13,7 @@ type Case struct {
 	Line     int
 	Lang     Lang
 	Expect   string // an entry id, ExpectNone or ExpectHuman
+	Kind     Kind   // the expected entry's kind; KindOutOfScope for ExpectNone, "" for ExpectHuman
 	Question string
 }
 
@@ -53,11 +55,18 @@ func ParseEval(r io.Reader, name string, b *Base) ([]Case, error) {
 			errs = append(errs, fmt.Sprintf("%s:%d: unknown language %q", name, n, f[0]))
 			continue
 		}
-		if f[1] != ExpectNone && f[1] != ExpectHuman && b.Entry(f[1]) == nil {
+		c := Case{Line: n, Lang: lang, Expect: f[1], Question: f[2]}
+		switch e := b.Entry(f[1]); {
+		case f[1] == ExpectNone:
+			c.Kind = KindOutOfScope
+		case f[1] == ExpectHuman:
+		case e == nil:
 			errs = append(errs, fmt.Sprintf("%s:%d: no entry %q in the knowledge base", name, n, f[1]))
 			continue
+		default:
+			c.Kind = e.Kind
 		}
-		cases = append(cases, Case{Line: n, Lang: lang, Expect: f[1], Question: f[2]})
+		cases = append(cases, c)
 	}
 	if err := sc.Err(); err != nil {
 		errs = append(errs, fmt.Sprintf("%s:%d: %v", name, n+1, err))
@@ -79,17 +88,23 @@ type Outcome struct {
 	Top  string // the best-ranked entry, "" if none
 }
 
-// Correct reports whether the decision is right for the case: the expected entry answered, nothing answered for
-// an out-of-scope question, an escalation for a request for a person.
+// Correct reports whether the decision is right for the case: the expected entry answered; for an out-of-scope
+// question (ExpectNone or an out-of-scope entry), no answer from the help desk's scope; an escalation for a request
+// for a person.
 func (o Outcome) Correct() bool {
-	switch o.Expect {
-	case ExpectNone:
-		return o.Got.Decision != Answer
-	case ExpectHuman:
+	switch {
+	case o.Expect == ExpectHuman:
 		return o.Got.Decision == Escalate && o.Got.Reason == ReasonHuman
+	case o.Kind == KindOutOfScope:
+		return o.Got.Decision != Answer || !o.Got.Entry.Scoped()
 	default:
 		return o.Got.Decision == Answer && o.Got.Entry.ID == o.Expect
 	}
+}
+
+// declined reports whether an out-of-scope question got the refusal of an out-of-scope entry.
+func (o Outcome) declined() bool {
+	return o.Got.Decision == Answer && o.Got.Entry.Kind == KindOutOfScope
 }
 
 // Report summarises an evaluation.
@@ -137,7 +152,7 @@ func (rep *Report) ByLang() []LangStats {
 	for _, lang := range Langs {
 		s := LangStats{Lang: lang}
 		for _, o := range rep.Outcomes {
-			if o.Lang != lang || o.Expect == ExpectNone || o.Expect == ExpectHuman {
+			if o.Lang != lang || o.Kind != KindAnswer {
 				continue
 			}
 			s.N++
@@ -173,22 +188,51 @@ func (rep *Report) ByLang() []LangStats {
 	return append(out, total)
 }
 
-// Rejection returns how many out-of-scope questions were not answered, and how many there were.
-func (rep *Report) Rejection() (ok, n int) { return rep.count(ExpectNone) }
+// Rejection returns how many out-of-scope questions were not answered from the help desk's scope, and how many
+// there were.
+func (rep *Report) Rejection() (ok, n int) {
+	return rep.count(func(o Outcome) bool { return o.Kind == KindOutOfScope }, Outcome.Correct)
+}
+
+// Declined returns how many out-of-scope questions got the refusal of an out-of-scope entry rather than a "no
+// match", and how many there were.
+func (rep *Report) Declined() (ok, n int) {
+	return rep.count(func(o Outcome) bool { return o.Kind == KindOutOfScope }, Outcome.declined)
+}
+
+// SmallTalk returns how many small-talk messages got the expected small-talk reply, and how many there were.
+func (rep *Report) SmallTalk() (ok, n int) {
+	return rep.count(func(o Outcome) bool { return o.Kind == KindSmallTalk || o.Kind == KindThanks }, Outcome.Correct)
+}
 
 // HumanRecall returns how many requests for a person escalated as such, and how many there were.
-func (rep *Report) HumanRecall() (ok, n int) { return rep.count(ExpectHuman) }
+func (rep *Report) HumanRecall() (ok, n int) {
+	return rep.count(func(o Outcome) bool { return o.Expect == ExpectHuman }, Outcome.Correct)
+}
 
-func (rep *Report) count(expect string) (ok, n int) {
+func (rep *Report) count(of, good func(Outcome) bool) (ok, n int) {
 	for _, o := range rep.Outcomes {
-		if o.Expect == expect {
+		if of(o) {
 			n++
-			if o.Correct() {
+			if good(o) {
 				ok++
 			}
 		}
 	}
 	return ok, n
+}
+
+// wilson returns the 95% Wilson score interval of the proportion k/n: an evaluation set of 50 questions per
+// language tells a 90% matcher from an 80% one only roughly, and the interval says how roughly.
+func wilson(k, n int) (lo, hi float64) {
+	if n == 0 {
+		return 0, 0
+	}
+	const z = 1.959964
+	p, nf := float64(k)/float64(n), float64(n)
+	centre := (p + z*z/(2*nf)) / (1 + z*z/nf)
+	half := z / (1 + z*z/nf) * math.Sqrt(p*(1-p)/nf+z*z/(4*nf*nf))
+	return max(0, centre-half), min(1, centre+half)
 }
 
 func pct(a, b int) float64 {
@@ -202,11 +246,13 @@ func pct(a, b int) float64 {
 func (rep *Report) Print(w io.Writer) {
 	c := rep.Config
 	fmt.Fprintf(w, "thresholds: answer %.2f  margin %.2f  suggest %.2f  human %.2f\n\n", c.Answer, c.Margin, c.Suggest, c.Human)
-	fmt.Fprintf(w, "%-4s %5s %7s %6s %9s %8s %10s\n", "lang", "n", "top-1", "MRR", "answered", "wrong", "suggested")
+	fmt.Fprintf(w, "%-4s %5s %9s %-15s %6s %5s %8s %10s\n", "lang", "n", "answered", "  95% CI", "top-1", "MRR", "wrong", "suggested")
 	for _, s := range rep.ByLang() {
-		fmt.Fprintf(w, "%-4s %5d %6.1f%% %6.3f %8.1f%% %7.1f%% %9.1f%%\n", s.Lang, s.N, pct(s.Top1, s.N),
-			s.RR/float64(max(s.N, 1)), pct(s.Answered, s.N), pct(s.Wrong, s.N), pct(s.Suggested, s.N))
+		lo, hi := wilson(s.Answered, s.N)
+		fmt.Fprintf(w, "%-4s %5d %8.1f%% %5.1f%% -%5.1f%% %6.1f%% %5.3f %7.1f%% %9.1f%%\n", s.Lang, s.N, pct(s.Answered, s.N),
+			100*lo, 100*hi, pct(s.Top1, s.N), s.RR/float64(max(s.N, 1)), pct(s.Wrong, s.N), pct(s.Suggested, s.N))
 	}
+	fmt.Fprintf(w, "(answered: with the expected entry; 95%% CI: Wilson score interval; top-1 and MRR: the expected entry's rank)\n")
 	right := 0
 	for _, o := range rep.Outcomes {
 		if o.Got.Lang == o.Lang {
@@ -216,6 +262,10 @@ func (rep *Report) Print(w io.Writer) {
 	fmt.Fprintf(w, "\nreply language right: %d/%d (%.1f%%)\n", right, len(rep.Outcomes), pct(right, len(rep.Outcomes)))
 	ok, n := rep.Rejection()
 	fmt.Fprintf(w, "out of scope not answered: %d/%d (%.1f%%)\n", ok, n, pct(ok, n))
+	ok, n = rep.Declined()
+	fmt.Fprintf(w, "out of scope declined with a refusal entry: %d/%d (%.1f%%)\n", ok, n, pct(ok, n))
+	ok, n = rep.SmallTalk()
+	fmt.Fprintf(w, "small talk replied to: %d/%d (%.1f%%)\n", ok, n, pct(ok, n))
 	ok, n = rep.HumanRecall()
 	fmt.Fprintf(w, "requests for a person escalated: %d/%d (%.1f%%)\n", ok, n, pct(ok, n))
 	fmt.Fprintf(w, "\nmisses (line: lang expected -> decision [top entry, score]: question):\n")

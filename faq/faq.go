@@ -50,10 +50,25 @@ func ParseLang(code string) (Lang, bool) {
 	return "", false
 }
 
+// Kind is what an entry is for. Only answers are browsed by topic, offered as suggestions and asked about
+// ("did this help?"); the other kinds are replies to messages the help desk does not answer.
+type Kind string
+
+const (
+	KindAnswer     Kind = "answer"       // a question of the help desk's scope and its answer
+	KindOutOfScope Kind = "out-of-scope" // a kind of question the help desk declines: says what it covers and where to go
+	KindSmallTalk  Kind = "small-talk"   // greetings, goodbyes, frustration: a short friendly reply
+	KindThanks     Kind = "thanks"       // small talk that also says the last answer helped
+)
+
+// Kinds are the entry kinds, as written in an entry's kind field.
+var Kinds = []Kind{KindAnswer, KindOutOfScope, KindSmallTalk, KindThanks}
+
 // Entry is one question of the knowledge base with its answer in every language.
 type Entry struct {
 	ID       string
-	Topic    string
+	Kind     Kind
+	Topic    string // empty for the kinds other than KindAnswer
 	Reviewed time.Time
 	Sources  []string
 	Related  []string
@@ -62,7 +77,12 @@ type Entry struct {
 	Text map[Lang]Text
 	// File is the entry's path inside the knowledge base folder.
 	File string
+	// reviewedLine is the line of the reviewed date in File, for notes about it.
+	reviewedLine int
 }
+
+// Scoped reports whether the entry answers a question of the help desk's scope (KindAnswer).
+func (e *Entry) Scoped() bool { return e.Kind == KindAnswer }
 
 // Text is an entry in one language.
 type Text struct {

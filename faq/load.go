@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"path"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -17,10 +18,12 @@ import (
 
 // Limits on entry text. An answer must fit a chat message comfortably; a question is one line.
 const (
-	MaxAnswer   = 1200 // characters
-	MaxQuestion = 200  // characters
-	minEnglish  = 4    // phrasings of the question in English
-	minOther    = 2    // phrasings in each other language
+	MaxAnswer    = 1200 // characters
+	MaxQuestion  = 300  // characters: long enough for a question told with its context
+	MinPhrasings = 8    // phrasings of the question in every language
+	minHandoff   = 2    // phrasings of a request for a person in every language
+	// ReviewAge is how old a reviewed date may be before `faq check` asks for the entry to be checked again.
+	ReviewAge = 365 * 24 * time.Hour
 )
 
 // Problem is one thing wrong (or, for a Note, left to do) in a knowledge base file.
@@ -334,8 +337,8 @@ func (l *loader) handoff(b *Base) {
 		b.Handoff[Lang(key)] = l.strs(file, v, key)
 	})
 	for _, lang := range Langs {
-		if len(b.Handoff[lang]) < minOther {
-			l.errorf(file, root.Line, "handoff.yaml needs at least %d phrasings in %s", minOther, lang)
+		if len(b.Handoff[lang]) < minHandoff {
+			l.errorf(file, root.Line, "handoff.yaml needs at least %d phrasings in %s", minHandoff, lang)
 		}
 	}
 }
@@ -383,7 +386,7 @@ func (l *loader) entries(b *Base) {
 	sort.Slice(b.Entries, func(i, j int) bool { return b.Entries[i].ID < b.Entries[j].ID })
 }
 
-var entryFields = append([]string{"topic", "reviewed", "sources", "related", "todo"}, langNames()...)
+var entryFields = append([]string{"kind", "topic", "reviewed", "sources", "related", "todo"}, langNames()...)
 
 func (l *loader) entry(file string) *Entry {
 	id := strings.TrimSuffix(path.Base(file), ".yaml")
@@ -395,12 +398,21 @@ func (l *loader) entry(file string) *Entry {
 	if root == nil {
 		return nil
 	}
-	e := &Entry{ID: id, File: file, Text: map[Lang]Text{}}
+	e := &Entry{ID: id, Kind: KindAnswer, File: file, Text: map[Lang]Text{}}
 	before := len(l.problems)
 	related := map[string]int{}
+	topicLine := 0
 	ok := l.fields(file, root, "entry", entryFields, func(key string, k, v *yaml.Node) {
 		switch key {
+		case "kind":
+			if s, ok := l.str(file, v, key); ok {
+				if !slices.Contains(Kinds, Kind(s)) {
+					l.errorf(file, v.Line, "unknown kind %q (one of %s)", s, kindNames())
+				}
+				e.Kind = Kind(s)
+			}
 		case "topic":
+			topicLine = k.Line
 			if s, ok := l.str(file, v, key); ok {
 				if !l.topicIDs[s] {
 					l.errorf(file, v.Line, "unknown topic %q (topics are listed in topics.yaml)", s)
@@ -413,7 +425,7 @@ func (l *loader) entry(file string) *Entry {
 				if err != nil {
 					l.errorf(file, v.Line, "reviewed must be a date like 2026-11-27, not %q", s)
 				}
-				e.Reviewed = t
+				e.Reviewed, e.reviewedLine = t, v.Line
 			}
 		case "sources":
 			e.Sources = l.strs(file, v, key)
@@ -439,13 +451,16 @@ func (l *loader) entry(file string) *Entry {
 	if !ok {
 		return nil
 	}
-	if e.Topic == "" {
+	switch {
+	case e.Scoped() && e.Topic == "":
 		l.errorf(file, root.Line, "entry has no topic")
+	case !e.Scoped() && topicLine > 0:
+		l.errorf(file, topicLine, "a %s entry has no topic: only answers are browsed by topic", e.Kind)
 	}
 	if e.Reviewed.IsZero() {
 		l.errorf(file, root.Line, "entry has no reviewed date")
 	}
-	if len(e.Sources) == 0 {
+	if len(e.Sources) == 0 && e.Scoped() {
 		l.errorf(file, root.Line, "entry has no sources")
 	}
 	for _, lang := range Langs {
@@ -486,12 +501,8 @@ func (l *loader) text(file string, k, v *yaml.Node, lang Lang) Text {
 			}
 		}
 	})
-	min := minOther
-	if lang == "en" {
-		min = minEnglish
-	}
-	if len(t.Questions) < min {
-		l.errorf(file, k.Line, "%s has %d phrasings of the question (at least %d)", lang, len(t.Questions), min)
+	if len(t.Questions) < MinPhrasings {
+		l.errorf(file, k.Line, "%s has %d phrasings of the question (at least %d)", lang, len(t.Questions), MinPhrasings)
 	}
 	if t.Answer == "" && v.Kind == yaml.MappingNode {
 		l.errorf(file, k.Line, "%s answer is empty", lang)
@@ -509,9 +520,45 @@ func (l *loader) links(b *Base) {
 				l.errorf(e.File, line, "entry lists itself as related")
 			case b.byID[r] == nil:
 				l.errorf(e.File, line, "related entry %q does not exist", r)
+			case !b.byID[r].Scoped():
+				l.errorf(e.File, line, "related entry %q is a %s entry: only answers can be offered", r, b.byID[r].Kind)
 			}
 		}
 	}
+}
+
+func kindNames() string {
+	var names []string
+	for _, k := range Kinds {
+		names = append(names, string(k))
+	}
+	return strings.Join(names, ", ")
+}
+
+// Stale returns a note for every entry whose reviewed date is more than ReviewAge before now.
+func (b *Base) Stale(now time.Time) Problems {
+	var out Problems
+	for _, e := range b.Entries {
+		if now.Sub(e.Reviewed) > ReviewAge {
+			out = append(out, Problem{File: e.File, Line: e.reviewedLine, Note: true,
+				Msg: fmt.Sprintf("reviewed %s, more than 12 months ago: check the answer against its sources and update the date", e.Reviewed.Format(time.DateOnly))})
+		}
+	}
+	return out
+}
+
+// FewestPhrasings returns the smallest number of phrasings any entry has in any language, with that entry and
+// language (the first such in id and language order).
+func (b *Base) FewestPhrasings() (n int, id string, lang Lang) {
+	n = -1
+	for _, e := range b.Entries {
+		for _, l := range Langs {
+			if c := len(e.Text[l].Questions); n < 0 || c < n {
+				n, id, lang = c, e.ID, l
+			}
+		}
+	}
+	return n, id, lang
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -1,9 +1,11 @@
 package faq
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -23,14 +25,23 @@ fr: [parler à un humain, un conseiller s'il vous plaît]
 es: [hablar con una persona, pásame con un operador]
 `
 
-// testEntry returns a valid entry file; the questions are about topic words so that entries differ.
+// testEntry returns a valid entry file; the questions are about topic words so that entries differ. Four words
+// make the MinPhrasings phrasings per language.
 func testEntry(topic, related string, words ...string) string {
+	return "topic: " + topic + "\nreviewed: 2026-11-27\nsources:\n  - https://eur-lex.europa.eu/\nrelated: [" + related + "]\n" +
+		testTexts(words...)
+}
+
+// testTexts returns the five languages of an entry, with two phrasings per word.
+func testTexts(words ...string) string {
 	var b strings.Builder
-	b.WriteString("topic: " + topic + "\nreviewed: 2026-11-27\nsources:\n  - https://eur-lex.europa.eu/\nrelated: [" + related + "]\n")
 	for _, lang := range Langs {
 		b.WriteString(string(lang) + ":\n  questions:\n")
 		for _, w := range words {
 			b.WriteString("    - what is " + w + " in " + string(lang) + "\n")
+		}
+		for _, w := range words {
+			b.WriteString("    - " + w + " for " + string(lang) + "\n")
 		}
 		b.WriteString("  answer: |\n    " + words[0] + " explained in " + string(lang) + ".\n")
 	}
@@ -99,12 +110,16 @@ func TestLoadProblems(t *testing.T) {
 		{"unknown topic", "entries/csrd.yaml", strings.Replace(valid, "topic: eu-law", "topic: law", 1), []string{`entries/csrd.yaml:1: unknown topic "law"`}},
 		{"bad date", "entries/csrd.yaml", strings.Replace(valid, "2026-11-27", "27.11.2026", 1), []string{`entries/csrd.yaml:2: reviewed must be a date`}},
 		{"missing language", "entries/csrd.yaml", valid[:strings.Index(valid, "\nes:\n")+1], []string{"entries/csrd.yaml:1: entry has no es text"}},
-		{"too few questions", "entries/csrd.yaml", strings.Replace(valid, "    - what is the omnibus in en\n", "", 1), []string{"en has 3 phrasings of the question (at least 4)"}},
+		{"too few questions", "entries/csrd.yaml", strings.Replace(valid, "    - what is the omnibus in en\n", "", 1), []string{fmt.Sprintf("en has %d phrasings of the question (at least %d)", 2*4-1, MinPhrasings)}},
+		{"unknown kind", "entries/csrd.yaml", "kind: chat\n" + valid, []string{`entries/csrd.yaml:1: unknown kind "chat" (one of answer, out-of-scope, small-talk, thanks)`}},
+		{"small talk with a topic", "entries/csrd.yaml", "kind: small-talk\n" + valid, []string{"entries/csrd.yaml:2: a small-talk entry has no topic"}},
+		{"related small talk", "entries/csrd.yaml", "kind: thanks\nreviewed: 2026-11-27\nrelated: [csrd]\n" + testTexts("thanks", "thank you", "cheers", "great"), []string{`related entry "csrd" is a thanks entry: only answers can be offered`}},
 		{"empty answer", "entries/csrd.yaml", strings.Replace(valid, "  answer: |\n    csrd explained in it.\n", "  answer: \"\"\n", 1), []string{"it answer is empty"}},
 		{"huge answer", "entries/csrd.yaml", strings.Replace(valid, "csrd explained in fr.", strings.Repeat("word ", 300), 1), []string{"fr answer is 1499 characters long (at most 1200"}},
 		{"broken related", "entries/csrd.yaml", strings.Replace(valid, "related: [join]", "related: [joining]", 1), []string{`entries/csrd.yaml:5: related entry "joining" does not exist`}},
 		{"related to itself", "entries/csrd.yaml", strings.Replace(valid, "related: [join]", "related: [csrd]", 1), []string{"entries/csrd.yaml:5: entry lists itself as related"}},
 		{"bad source", "entries/csrd.yaml", strings.Replace(valid, "https://eur-lex.europa.eu/", "eur-lex", 1), []string{`entries/csrd.yaml:4: source "eur-lex" is not a web address`}},
+		{"answer without sources", "entries/csrd.yaml", strings.Replace(valid, "sources:\n  - https://eur-lex.europa.eu/\n", "", 1), []string{"entries/csrd.yaml:1: entry has no sources"}},
 		{"duplicate question", "entries/csrd.yaml", strings.Replace(valid, "what is the omnibus in en", "What is CSRD in EN?", 1), []string{`en question "What is CSRD in EN?" is listed twice`}},
 		{"bad id", "entries/CSRD 2.yaml", valid, []string{"entries/CSRD 2.yaml:0: file name"}},
 		{"not yaml", "entries/notes.txt", "hello", []string{"entries/notes.txt:0: not an entry"}},
@@ -153,6 +168,43 @@ func TestLoadTodoIsANote(t *testing.T) {
 	}
 	if b.Entry("join").Todo == "" {
 		t.Error("entry lost its todo")
+	}
+}
+
+// TestLoadKinds loads out-of-scope and small-talk entries: no topic and no sources needed, never browsed by topic.
+func TestLoadKinds(t *testing.T) {
+	kb := testKB()
+	delete(kb, "entries/README.txt.md")
+	kb["entries/smalltalk-thanks.yaml"] = &fstest.MapFile{Data: []byte("kind: thanks\nreviewed: 2025-06-30\n" + testTexts("thanks", "thank you", "cheers", "great"))}
+	kb["entries/out-of-scope-prices.yaml"] = &fstest.MapFile{Data: []byte("kind: out-of-scope\nreviewed: 2026-11-27\nrelated: [join]\n" + testTexts("machine prices", "a lathe quote", "cost of a grinder", "price list"))}
+	b, problems := Load(kb)
+	if b == nil {
+		t.Fatal(problems)
+	}
+	if k := b.Entry("smalltalk-thanks").Kind; k != KindThanks {
+		t.Errorf("kind = %q", k)
+	}
+	if e := b.Entry("csrd"); e.Kind != KindAnswer || !e.Scoped() {
+		t.Errorf("an entry without a kind is an answer: %q", e.Kind)
+	}
+	for _, tp := range b.Topics {
+		for _, e := range b.TopicEntries(tp.ID) {
+			if !e.Scoped() {
+				t.Errorf("topic %s lists the %s entry %s", tp.ID, e.Kind, e.ID)
+			}
+		}
+	}
+	if n, id, lang := b.FewestPhrasings(); n != 8 || id != "csrd" || lang != "en" {
+		t.Errorf("FewestPhrasings = %d %s %s, want 8 csrd en", n, id, lang)
+	}
+	now := time.Date(2026, 12, 4, 0, 0, 0, 0, time.UTC)
+	want := Problems{{File: "entries/smalltalk-thanks.yaml", Line: 2, Note: true,
+		Msg: "reviewed 2025-06-30, more than 12 months ago: check the answer against its sources and update the date"}}
+	if diff := cmp.Diff(want, b.Stale(now)); diff != "" {
+		t.Errorf("stale notes (-want +got):\n%s", diff)
+	}
+	if got := b.Stale(now.AddDate(-1, 0, 0)); len(got) != 0 {
+		t.Errorf("a year earlier nothing was stale: %v", got)
 	}
 }
 

@@ -68,6 +68,15 @@ type Matcher struct {
 	stopWords []map[string]bool // each language's standard stop words, folded, in the order of Langs
 	known     map[string]bool   // every word of every index as written (folded): typo correction leaves them alone
 	handoff   int32             // the unit number of the handoff phrasings: one past the last entry
+	// said maps the folded phrasings of the small-talk entries ("hi", "thanks!", "ciao") to their entry and the
+	// languages they are written in. Small talk is mostly stop words, which the index drops, so it is recognised
+	// whole before the question is analysed.
+	said map[string]smallTalk
+}
+
+type smallTalk struct {
+	entry *Entry
+	langs []Lang
 }
 
 // NewMatcher indexes a base.
@@ -89,6 +98,25 @@ func NewMatcher(b *Base, cfg Config) *Matcher {
 	}
 	for _, lang := range Langs {
 		m.stopWords = append(m.stopWords, standardStopWords(lang))
+	}
+	m.said = map[string]smallTalk{}
+	for _, e := range b.Entries {
+		if e.Kind != KindSmallTalk && e.Kind != KindThanks {
+			continue
+		}
+		for _, lang := range Langs {
+			for _, q := range e.Text[lang].Questions {
+				k := foldPhrase(q)
+				st := m.said[k]
+				if st.entry == nil {
+					st.entry = e
+				}
+				if st.entry == e && !slices.Contains(st.langs, lang) {
+					st.langs = append(st.langs, lang)
+				}
+				m.said[k] = st
+			}
+		}
 	}
 	m.known = map[string]bool{}
 	for _, ix := range m.indexes {
@@ -190,6 +218,13 @@ func (m *Matcher) match(question string, hint Lang) (Result, ranking) {
 	if prefer == "" {
 		prefer = "en"
 	}
+	if st, ok := m.said[foldPhrase(question)]; ok {
+		res := Result{Decision: Answer, Entry: st.entry, Score: 1, Lang: prefer}
+		if !reliable && hint == "" && !slices.Contains(st.langs, prefer) {
+			res.Lang = st.langs[0]
+		}
+		return res, ranking{ranked: []Scored{{Entry: st.entry, Score: 1}}, lang: res.Lang}
+	}
 	r := m.rank(question, prefer)
 	res := Result{Lang: prefer}
 	if !reliable && hint == "" && !r.empty {
@@ -222,21 +257,30 @@ func (m *Matcher) decide(r ranking, res *Result) {
 		res.Decision, res.Entry = Answer, r.ranked[0].Entry
 		res.Suggestions = m.suggestions(r.ranked[1:])
 	case s1 >= m.cfg.Suggest:
-		res.Decision = Suggest
 		res.Suggestions = m.suggestions(r.ranked)
+		res.Decision = Suggest
+		if len(res.Suggestions) == 0 { // only out-of-scope and small-talk entries came close
+			res.Decision, res.Reason = Escalate, ReasonNoMatch
+		}
 	default:
 		res.Decision, res.Reason = Escalate, ReasonNoMatch
 	}
+	if res.Decision == Answer && !res.Entry.Scoped() {
+		res.Suggestions = nil
+	}
 }
 
-// suggestions returns the first entries of ranked that reach the suggestion threshold, at most MaxSuggestions.
+// suggestions returns the first answers of ranked that reach the suggestion threshold, at most MaxSuggestions.
+// Out-of-scope and small-talk entries are never offered.
 func (m *Matcher) suggestions(ranked []Scored) []Scored {
 	var out []Scored
 	for _, s := range ranked {
 		if s.Score < m.cfg.Suggest || len(out) == MaxSuggestions {
 			break
 		}
-		out = append(out, s)
+		if s.Entry.Scoped() {
+			out = append(out, s)
+		}
 	}
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"testing/fstest"
 )
 
 func mustMatcher(tb testing.TB) *Matcher {
@@ -191,5 +192,39 @@ func TestEvalBars(t *testing.T) {
 				t.Errorf("requests for a person escalated: %d of %d, want all of at least 10", ok, n)
 			}
 		})
+	}
+}
+
+// TestMatchKinds checks small talk, recognised whole although it is made of stop words, and out-of-scope entries,
+// which answer but are never offered as suggestions.
+func TestMatchKinds(t *testing.T) {
+	kb := testKB()
+	delete(kb, "entries/README.txt.md")
+	kb["entries/smalltalk-thanks.yaml"] = &fstest.MapFile{Data: []byte("kind: thanks\nreviewed: 2026-11-27\n" + testTexts("thanks", "thank you", "cheers", "great"))}
+	kb["entries/out-of-scope-prices.yaml"] = &fstest.MapFile{Data: []byte("kind: out-of-scope\nreviewed: 2026-11-27\n" + testTexts("machine prices", "a lathe quote", "cost of a grinder", "price list"))}
+	b, problems := Load(kb)
+	if b == nil {
+		t.Fatal(problems)
+	}
+	m := NewMatcher(b, Config{Answer: 0.5, Margin: 0.05, Suggest: 0.2, Human: 0.5})
+	for _, tt := range []struct{ q, entry string }{
+		{"Thank you!!", "smalltalk-thanks"},
+		{"  CHEERS for it  ", "smalltalk-thanks"},
+		{"great for de", "smalltalk-thanks"},
+		{"what is the csrd", "csrd"},
+		{"machine prices for it", "out-of-scope-prices"},
+	} {
+		r := m.Match(tt.q, "")
+		if r.Decision != Answer || r.Entry.ID != tt.entry {
+			t.Errorf("Match(%q) = %s %v, want answer %s", tt.q, r.Decision, r.Entry, tt.entry)
+			continue
+		}
+		if !r.Entry.Scoped() && len(r.Suggestions) > 0 {
+			t.Errorf("Match(%q): a %s reply offers %v", tt.q, r.Entry.Kind, r.Suggestions)
+		}
+	}
+	got := m.suggestions([]Scored{{b.Entry("out-of-scope-prices"), 0.6}, {b.Entry("smalltalk-thanks"), 0.5}, {b.Entry("csrd"), 0.4}})
+	if len(got) != 1 || got[0].Entry.ID != "csrd" {
+		t.Errorf("suggestions = %v, want only csrd", got)
 	}
 }

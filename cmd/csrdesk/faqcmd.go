@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"time"
 
 	"csrdesk/faq"
 )
@@ -79,6 +80,9 @@ func faqCheck(cfg config, args []string, stdout io.Writer) error {
 	if dir := name; dir != "(embedded)" {
 		prefix = dir + string(os.PathSeparator)
 	}
+	if b != nil {
+		problems = append(problems, b.Stale(time.Now())...)
+	}
 	for _, p := range problems {
 		p.File = prefix + p.File
 		fmt.Fprintln(stdout, p)
@@ -93,7 +97,9 @@ func faqCheck(cfg config, args []string, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s: %d problem(s)\n", name, n)
 		return exitCode(1)
 	}
-	fmt.Fprintf(stdout, "%s: ok, %d entries in %d topics, %d languages\n", name, len(b.Entries), len(b.Topics), len(faq.Langs))
+	n, id, lang := b.FewestPhrasings()
+	fmt.Fprintf(stdout, "%s: ok, %d entries in %d topics, %d languages; at least %d phrasings of each entry in each language (fewest: %s in %s)\n",
+		name, len(b.Entries), len(b.Topics), len(faq.Langs), n, id, lang)
 	return nil
 }
 
@@ -108,9 +114,10 @@ type answerJSON struct {
 }
 
 type entryJSON struct {
-	ID       string `json:"id"`
-	Question string `json:"question"`
-	Answer   string `json:"answer"`
+	ID       string   `json:"id"`
+	Kind     faq.Kind `json:"kind"`
+	Question string   `json:"question"`
+	Answer   string   `json:"answer"`
 }
 
 type suggestionJSON struct {
@@ -123,7 +130,7 @@ func toJSON(r faq.Result) answerJSON {
 	out := answerJSON{Decision: r.Decision, Reason: r.Reason, Lang: r.Lang, Score: round3(r.Score), Suggestions: []suggestionJSON{}}
 	if r.Entry != nil {
 		t := r.Entry.In(r.Lang)
-		out.Entry = &entryJSON{ID: r.Entry.ID, Question: t.Questions[0], Answer: t.Answer}
+		out.Entry = &entryJSON{ID: r.Entry.ID, Kind: r.Entry.Kind, Question: t.Questions[0], Answer: t.Answer}
 	}
 	for _, s := range r.Suggestions {
 		out.Suggestions = append(out.Suggestions, suggestionJSON{ID: s.Entry.ID, Question: s.Entry.In(r.Lang).Questions[0], Score: round3(s.Score)})
