@@ -101,6 +101,7 @@ type loader struct {
 	problems Problems
 	topicIDs map[string]bool
 	lines    map[string]map[string]int // file -> related id -> line, for link checks
+	qlines   map[string][]int          // file + " " + lang -> the line of each question, for small-talk checks
 }
 
 func (l *loader) errorf(file string, line int, format string, args ...any) {
@@ -368,6 +369,7 @@ func (l *loader) entries(b *Base) {
 		return
 	}
 	l.lines = map[string]map[string]int{}
+	l.qlines = map[string][]int{}
 	for _, name := range names {
 		if !strings.HasSuffix(name, ".yaml") {
 			if !strings.HasPrefix(path.Base(name), ".") {
@@ -483,6 +485,7 @@ func (l *loader) text(file string, k, v *yaml.Node, lang Lang) Text {
 			t.Questions = l.strs(file, n, string(lang)+" questions")
 			seen := map[string]bool{}
 			for i, q := range t.Questions {
+				l.qlines[file+" "+string(lang)] = append(l.qlines[file+" "+string(lang)], n.Content[i].Line)
 				if c := utf8.RuneCountInString(q); c > MaxQuestion {
 					l.errorf(file, n.Content[i].Line, "%s question is %d characters long (at most %d)", lang, c, MaxQuestion)
 				}
@@ -510,8 +513,24 @@ func (l *loader) text(file string, k, v *yaml.Node, lang Lang) Text {
 	return t
 }
 
-// links checks that related entries exist, after every entry is loaded.
+// links checks that related entries exist, after every entry is loaded, and that no message is small talk of two
+// kinds: "ciao" is hello in Italian and bye in German, and the matcher recognises small talk by its words alone.
 func (l *loader) links(b *Base) {
+	said := map[string]*Entry{}
+	for _, e := range b.Entries {
+		if e.Kind != KindSmallTalk && e.Kind != KindThanks {
+			continue
+		}
+		for _, lang := range Langs {
+			for i, q := range e.Text[lang].Questions {
+				k := foldPhrase(q)
+				if other := said[k]; other != nil && other != e {
+					l.errorf(e.File, l.qlines[e.File+" "+string(lang)][i], "%s question %q is also small talk of %s: a message can mean only one", lang, q, other.ID)
+				}
+				said[k] = e
+			}
+		}
+	}
 	for _, e := range b.Entries {
 		for _, r := range e.Related {
 			line := l.lines[e.File][r]

@@ -208,6 +208,18 @@ func TestLoadKinds(t *testing.T) {
 	}
 }
 
+func TestLoadSmallTalkOfTwoKinds(t *testing.T) {
+	kb := testKB()
+	delete(kb, "entries/README.txt.md")
+	kb["entries/smalltalk-hello.yaml"] = &fstest.MapFile{Data: []byte("kind: small-talk\nreviewed: 2026-11-27\n" + testTexts("ciao", "hello", "hi", "hey"))}
+	kb["entries/smalltalk-bye.yaml"] = &fstest.MapFile{Data: []byte("kind: small-talk\nreviewed: 2026-11-27\n" + strings.Replace(testTexts("bye", "goodbye", "see you", "later"), "    - bye for de\n", "    - Ciao for DE!\n", 1))}
+	_, problems := Load(kb)
+	want := `entries/smalltalk-hello.yaml:21: de question "ciao for de" is also small talk of smalltalk-bye: a message can mean only one`
+	if !strings.Contains(problems.Error(), want) {
+		t.Errorf("problems do not mention %q; got:\n%v", want, problems)
+	}
+}
+
 func TestEmbeddedBaseIsValid(t *testing.T) {
 	b, problems := Load(Embedded())
 	if b == nil {
