@@ -228,3 +228,27 @@ func TestMatchKinds(t *testing.T) {
 		t.Errorf("suggestions = %v, want only csrd", got)
 	}
 }
+
+// TestEvalSetsParse checks that every evaluation set names only entries that exist. The blind sets are scored by
+// `csrdesk faq eval`; blind-holdout.tsv is kept for checking a finished matcher, so no test prints its scores.
+func TestEvalSetsParse(t *testing.T) {
+	m := mustMatcher(t)
+	for _, file := range []string{"testdata/eval.tsv", "testdata/holdout.tsv", "testdata/blind.tsv", "testdata/blind-holdout.tsv"} {
+		f, err := os.Open(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases, err := ParseEval(f, file, m.Base())
+		f.Close()
+		if err != nil {
+			t.Error(err)
+		}
+		kinds := map[Kind]int{}
+		for _, c := range cases {
+			kinds[c.Kind]++
+		}
+		if strings.HasPrefix(file, "testdata/blind") && (kinds[KindAnswer] < 200 || kinds[KindOutOfScope] < 40 || kinds[KindSmallTalk]+kinds[KindThanks] < 25) {
+			t.Errorf("%s: %v questions by kind, want at least 200 answers, 40 out of scope and 25 small talk", file, kinds)
+		}
+	}
+}
