@@ -2,6 +2,7 @@ package faq
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -68,10 +69,13 @@ type Matcher struct {
 	stopWords []map[string]bool // each language's standard stop words, folded, in the order of Langs
 	known     map[string]bool   // every word of every index as written (folded): typo correction leaves them alone
 	handoff   int32             // the unit number of the handoff phrasings: one past the last entry
-	// said maps the folded phrasings of the small-talk entries ("hi", "thanks!", "ciao") to their entry and the
-	// languages they are written in. Small talk is mostly stop words, which the index drops, so it is recognised
-	// whole before the question is analysed.
+	// Small talk ("hi", "thanks a lot!", "are you a bot?") is mostly stop words, which the index drops, and its
+	// few other words ("much", "great", "help") would draw questions away from their answers, so it is kept out of
+	// the index and recognised whole: said maps each folded small-talk phrasing to its entry, and chat holds the
+	// words of every phrasing for messages that say the same in other words.
 	said map[string]smallTalk
+	chat []chatPhrase
+	stop map[string]bool // the stop words of every language, folded
 }
 
 type smallTalk struct {
@@ -79,12 +83,24 @@ type smallTalk struct {
 	langs []Lang
 }
 
+type chatPhrase struct {
+	entry *Entry
+	lang  Lang
+	words map[string]bool
+}
+
+// maxSmallTalkWords is the longest message read as small talk when it is not one of the phrasings.
+const maxSmallTalkWords = 8
+
 // NewMatcher indexes a base.
 func NewMatcher(b *Base, cfg Config) *Matcher {
 	m := &Matcher{base: b, cfg: cfg, syn: newSynonyms(b.Synonyms), handoff: int32(len(b.Entries))}
 	for _, lang := range Langs {
 		var texts []unitText
 		for i, e := range b.Entries {
+			if e.Kind == KindSmallTalk || e.Kind == KindThanks {
+				continue
+			}
 			t := e.Text[lang]
 			for _, q := range t.Questions {
 				texts = append(texts, unitText{unit: int32(i), text: q, weight: 1})
@@ -107,14 +123,17 @@ func NewMatcher(b *Base, cfg Config) *Matcher {
 		for _, lang := range Langs {
 			for _, q := range e.Text[lang].Questions {
 				k := foldPhrase(q)
-				st := m.said[k]
-				if st.entry == nil {
-					st.entry = e
-				}
-				if st.entry == e && !slices.Contains(st.langs, lang) {
+				st := m.said[k] // the loader made sure no phrasing is small talk of two entries
+				st.entry = e
+				if !slices.Contains(st.langs, lang) {
 					st.langs = append(st.langs, lang)
 				}
 				m.said[k] = st
+				cp := chatPhrase{entry: e, lang: lang, words: map[string]bool{}}
+				for _, w := range strings.Fields(k) {
+					cp.words[w] = true
+				}
+				m.chat = append(m.chat, cp)
 			}
 		}
 	}
@@ -124,7 +143,83 @@ func NewMatcher(b *Base, cfg Config) *Matcher {
 			m.known[w] = true
 		}
 	}
+	for _, cp := range m.chat {
+		for w := range cp.words {
+			m.known[w] = true
+		}
+	}
+	m.stop = map[string]bool{}
+	for _, sw := range m.stopWords {
+		maps.Copy(m.stop, sw)
+	}
+	for _, w := range b.StopWords {
+		m.stop[w] = true
+	}
 	return m
+}
+
+// smallTalk recognises a message that is not one of the small-talk phrasings (those are in m.said) as small talk
+// when it is short and its every word but stop words is a word of one small-talk entry's phrasings, taking the
+// entry and language of the phrasing that shares the most of its words (Jaccard). "thanks a lot, really useful" is
+// thanks; "how much is a new lathe" is not, as no small-talk entry says "lathe".
+func (m *Matcher) smallTalk(question string) (*Entry, []Lang) {
+	words := strings.Fields(foldPhrase(question))
+	if len(words) == 0 || len(words) > maxSmallTalkWords {
+		return nil, nil
+	}
+	covers := map[*Entry]bool{}
+	for _, cp := range m.chat {
+		if _, seen := covers[cp.entry]; !seen {
+			covers[cp.entry] = m.vocabulary(cp.entry, words)
+		}
+	}
+	var best *chatPhrase
+	bestScore := 0.0
+	for i := range m.chat {
+		cp := &m.chat[i]
+		if !covers[cp.entry] {
+			continue
+		}
+		shared := 0
+		for _, w := range uniq(words) {
+			if cp.words[w] {
+				shared++
+			}
+		}
+		if j := float64(shared) / float64(len(cp.words)+len(uniq(words))-shared); j > bestScore {
+			best, bestScore = cp, j
+		}
+	}
+	if best == nil {
+		return nil, nil
+	}
+	return best.entry, []Lang{best.lang}
+}
+
+// vocabulary reports whether every word that is not a stop word is a word of one of e's phrasings.
+func (m *Matcher) vocabulary(e *Entry, words []string) bool {
+	for _, w := range words {
+		if m.stop[w] {
+			continue
+		}
+		found := false
+		for _, cp := range m.chat {
+			if cp.entry == e && cp.words[w] {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func uniq(words []string) []string {
+	out := slices.Clone(words)
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // Base returns the knowledge base the matcher was built from.
@@ -218,14 +313,23 @@ func (m *Matcher) match(question string, hint Lang) (Result, ranking) {
 	if prefer == "" {
 		prefer = "en"
 	}
-	if st, ok := m.said[foldPhrase(question)]; ok {
-		res := Result{Decision: Answer, Entry: st.entry, Score: 1, Lang: prefer}
-		if !reliable && hint == "" && !slices.Contains(st.langs, prefer) {
-			res.Lang = st.langs[0]
+	smallTalk := func(e *Entry, langs []Lang) (Result, ranking) {
+		res := Result{Decision: Answer, Entry: e, Score: 1, Lang: prefer}
+		if !reliable && hint == "" && !slices.Contains(langs, prefer) {
+			res.Lang = langs[0]
 		}
-		return res, ranking{ranked: []Scored{{Entry: st.entry, Score: 1}}, lang: res.Lang}
+		return res, ranking{ranked: []Scored{{Entry: e, Score: 1}}, lang: res.Lang}
+	}
+	if st, ok := m.said[foldPhrase(question)]; ok {
+		return smallTalk(st.entry, st.langs)
 	}
 	r := m.rank(question, prefer)
+	// Small talk in other words than its phrasings, unless it asks for a person ("a human, not a bot").
+	if r.handoff < m.cfg.Human {
+		if e, langs := m.smallTalk(question); e != nil {
+			return smallTalk(e, langs)
+		}
+	}
 	res := Result{Lang: prefer}
 	if !reliable && hint == "" && !r.empty {
 		res.Lang = r.lang

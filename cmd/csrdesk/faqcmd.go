@@ -177,7 +177,11 @@ func faqAsk(cfg config, args []string, stdout io.Writer) error {
 	switch r.Decision {
 	case faq.Answer:
 		t := r.Entry.In(r.Lang)
-		fmt.Fprintf(stdout, "answer (%s, score %.2f): %s\n%s\n\n%s\n", r.Lang, r.Score, r.Entry.ID, t.Questions[0], t.Answer)
+		kind := ""
+		if !r.Entry.Scoped() {
+			kind = string(r.Entry.Kind) + ", "
+		}
+		fmt.Fprintf(stdout, "answer (%s%s, score %.2f): %s\n%s\n\n%s\n", kind, r.Lang, r.Score, r.Entry.ID, t.Questions[0], t.Answer)
 		if len(r.Suggestions) > 0 {
 			fmt.Fprintln(stdout, "\nrelated:")
 		}
