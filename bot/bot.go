@@ -146,7 +146,7 @@ func (e *Engine) Handle(ctx context.Context, m Message) error {
 	if err != nil {
 		return err
 	}
-	lang := conv.lang(m.LangHint)
+	lang := conv.lang(m.LangHint, e.matcher().Config().Lang)
 
 	if ok, err := e.allow(ctx, m); err != nil {
 		return err
@@ -339,13 +339,7 @@ func (e *Engine) notHelped(ctx context.Context, m Message, conv *conv, lang faq.
 }
 
 func (e *Engine) question(ctx context.Context, m Message, conv *conv, text string) error {
-	hint := m.LangHint
-	if conv.Fixed {
-		hint = conv.Lang
-	} else if conv.Lang != "" && hint == "" {
-		hint = conv.Lang
-	}
-	res := e.matcher().Match(text, hint)
+	res := e.matcher().Match(text, faq.Hint{App: m.LangHint, Chat: conv.Lang})
 	lang := res.Lang
 	if conv.Fixed {
 		lang = conv.Lang

@@ -184,6 +184,33 @@ func TestAnswerInTheQuestionsLanguage(t *testing.T) {
 	}
 }
 
+// TestReplyLanguage: the reply is in the language of the question's words; when they do not say ("scope 3?"), in
+// the conversation's language so far, else the chat app's.
+func TestReplyLanguage(t *testing.T) {
+	f := newFixture(t, noLimit())
+	ask := func(chat, text string, app faq.Lang) Reply {
+		t.Helper()
+		if err := f.e.Handle(context.Background(), Message{Channel: "test", Chat: chat, User: "u-" + chat, Text: text, LangHint: app}); err != nil {
+			t.Fatal(err)
+		}
+		return one(t, f.ch.take(chat))
+	}
+	help := func(chat string, want faq.Lang) {
+		t.Helper()
+		if r := ask(chat, "/help", ""); r.Text != f.e.text(want, "help", nil) {
+			t.Errorf("chat %s speaks another language than %s: /help = %q", chat, want, r.Text)
+		}
+	}
+	ask("c1", "scope 3?", "fr") // the chat app's language, as the words say nothing
+	help("c1", "fr")
+	ask("c1", "Gilt die CSRD für unser Unternehmen?", "fr") // the words win over the app
+	help("c1", "de")
+	ask("c1", "scope 3?", "") // the conversation's language
+	help("c1", "de")
+	ask("c2", "scope 3?", "") // nothing to go on: the default language
+	help("c2", "en")
+}
+
 func TestSuggest(t *testing.T) {
 	f := newFixture(t, noLimit())
 	r := one(t, f.say(t, "c1", "our emissions"))

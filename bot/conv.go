@@ -29,14 +29,16 @@ type conv struct {
 	Await  string   // what the next message is expected to be: "email" after /subscribe, or empty
 }
 
-func (c *conv) lang(hint faq.Lang) faq.Lang {
+// lang is the language to speak before a question says otherwise: the conversation's, else the chat app's, else
+// the platform's default.
+func (c *conv) lang(app, def faq.Lang) faq.Lang {
 	switch {
 	case c.Lang != "":
 		return c.Lang
-	case hint != "":
-		return hint
+	case app != "":
+		return app
 	}
-	return "en"
+	return def
 }
 
 func (e *Engine) loadConv(ctx context.Context, m Message) (*conv, error) {

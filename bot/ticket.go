@@ -170,7 +170,7 @@ func (e *Engine) escalate(ctx context.Context, m Message, conv *conv, lang faq.L
 // toTicket passes a message to the open ticket's staff. The bot stays silent: staff answer now.
 func (e *Engine) toTicket(ctx context.Context, m Message, conv *conv, text string) error {
 	if text == "/human" {
-		return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(conv.lang(m.LangHint), "already_open", map[string]any{"Ticket": conv.Ticket})})
+		return e.send(ctx, m.Channel, m.Chat, Reply{Text: e.text(conv.lang(m.LangHint, e.matcher().Config().Lang), "already_open", map[string]any{"Ticket": conv.Ticket})})
 	}
 	if text == "" {
 		return nil // a button of an earlier answer: staff are on it now

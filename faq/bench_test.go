@@ -41,7 +41,7 @@ func BenchmarkMatch(b *testing.B) {
 	i := 0
 	for b.Loop() {
 		start := time.Now()
-		m.Match(qs[i%len(qs)], "")
+		m.Match(qs[i%len(qs)], Hint{})
 		if len(lat) < cap(lat) {
 			lat = append(lat, time.Since(start))
 		}

@@ -15,7 +15,7 @@ func Calibrate(m *Matcher, cases []Case) Config {
 	}
 	items := make([]item, len(cases))
 	for i, c := range cases {
-		_, r := m.match(c.Question, "")
+		_, r := m.match(c.Question, Hint{})
 		items[i] = item{c, r}
 	}
 
@@ -41,7 +41,7 @@ func Calibrate(m *Matcher, cases []Case) Config {
 	for a := 0.20; a <= 0.90; a += 0.02 {
 		for mg := 0.0; mg <= 0.20; mg += 0.01 {
 			for s := 0.10; s <= a+1e-9; s += 0.02 {
-				try := Config{Answer: round2(a), Margin: round2(mg), Suggest: round2(s), Human: cfg.Human}
+				try := Config{Answer: round2(a), Margin: round2(mg), Suggest: round2(s), Human: cfg.Human, Lang: m.cfg.Lang}
 				mm := m.WithConfig(try)
 				score := 0.0
 				for _, it := range items {

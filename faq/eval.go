@@ -83,9 +83,10 @@ func ParseEval(r io.Reader, name string, b *Base) ([]Case, error) {
 // Outcome is the matcher's result for one case.
 type Outcome struct {
 	Case
-	Got  Result
-	Rank int    // 1-based rank of the expected entry, 0 if it was not ranked
-	Top  string // the best-ranked entry, "" if none
+	Got     Result
+	Rank    int    // 1-based rank of the expected entry, 0 if it was not ranked
+	Top     string // the best-ranked entry, "" if none
+	AppLang Lang   // the reply language when the chat app reports the case's language
 }
 
 // Correct reports whether the decision is right for the case: the expected entry answered; for an out-of-scope
@@ -98,8 +99,14 @@ func (o Outcome) Correct() bool {
 	case o.Kind == KindOutOfScope:
 		return o.Got.Decision != Answer || !o.Got.Entry.Scoped()
 	default:
-		return o.Got.Decision == Answer && o.Got.Entry.ID == o.Expect
+		return o.Got.Decision == Answer && o.Got.Entry.ID == o.Expect && o.Got.Lang == o.Lang
 	}
+}
+
+// ConfidentlyWrong reports whether the help desk answered from its scope with an entry the case did not expect:
+// a wrong answer, an answered out-of-scope question or small talk, or a request for a person that got an answer.
+func (o Outcome) ConfidentlyWrong() bool {
+	return o.Got.Decision == Answer && o.Got.Entry.Scoped() && o.Got.Entry.ID != o.Expect
 }
 
 // declined reports whether an out-of-scope question got the refusal of an out-of-scope entry.
@@ -119,9 +126,10 @@ type LangStats struct {
 	N         int
 	Top1      int     // expected entry ranked first
 	RR        float64 // sum of reciprocal ranks
-	Answered  int     // answered with the expected entry
+	Answered  int     // answered with the expected entry, in the question's language
 	Wrong     int     // answered with another entry
 	Suggested int     // expected entry among the suggestions
+	Escalated int     // handed to staff
 }
 
 // Evaluate runs every case through m. The case's language is not given to the matcher as a hint: chat apps often
@@ -129,8 +137,9 @@ type LangStats struct {
 func Evaluate(m *Matcher, cases []Case) *Report {
 	rep := &Report{Config: m.cfg}
 	for _, c := range cases {
-		res, r := m.match(c.Question, "")
-		o := Outcome{Case: c, Got: res}
+		res, r := m.match(c.Question, Hint{})
+		withApp, _ := m.match(c.Question, Hint{App: c.Lang})
+		o := Outcome{Case: c, Got: res, AppLang: withApp.Lang}
 		if len(r.ranked) > 0 {
 			o.Top = r.ranked[0].Entry.ID
 		}
@@ -164,11 +173,13 @@ func (rep *Report) ByLang() []LangStats {
 			}
 			switch o.Got.Decision {
 			case Answer:
-				if o.Got.Entry.ID == o.Expect {
+				if o.Correct() {
 					s.Answered++
-				} else {
+				} else if o.ConfidentlyWrong() {
 					s.Wrong++
 				}
+			case Escalate:
+				s.Escalated++
 			case Suggest:
 				for _, sg := range o.Got.Suggestions {
 					if sg.Entry.ID == o.Expect {
@@ -183,6 +194,7 @@ func (rep *Report) ByLang() []LangStats {
 		total.Answered += s.Answered
 		total.Wrong += s.Wrong
 		total.Suggested += s.Suggested
+		total.Escalated += s.Escalated
 		out = append(out, s)
 	}
 	return append(out, total)
@@ -242,43 +254,61 @@ func pct(a, b int) float64 {
 	return 100 * float64(a) / float64(b)
 }
 
-// Print writes the report as a table, then the misses.
+// Print writes the report as a table, then the confident wrong answers and the other misses.
 func (rep *Report) Print(w io.Writer) {
 	c := rep.Config
 	fmt.Fprintf(w, "thresholds: answer %.2f  margin %.2f  suggest %.2f  human %.2f\n\n", c.Answer, c.Margin, c.Suggest, c.Human)
-	fmt.Fprintf(w, "%-4s %5s %9s %-15s %6s %5s %8s %10s\n", "lang", "n", "answered", "  95% CI", "top-1", "MRR", "wrong", "suggested")
+	fmt.Fprintf(w, "%-4s %4s  %-21s %7s  %-21s %9s %6s %5s\n", "lang", "n", "answered [95% CI]", "suggest", "wrong [95% CI]", "escalated", "top-1", "MRR")
 	for _, s := range rep.ByLang() {
-		lo, hi := wilson(s.Answered, s.N)
-		fmt.Fprintf(w, "%-4s %5d %8.1f%% %5.1f%% -%5.1f%% %6.1f%% %5.3f %7.1f%% %9.1f%%\n", s.Lang, s.N, pct(s.Answered, s.N),
-			100*lo, 100*hi, pct(s.Top1, s.N), s.RR/float64(max(s.N, 1)), pct(s.Wrong, s.N), pct(s.Suggested, s.N))
+		fmt.Fprintf(w, "%-4s %4d  %-21s %6.1f%%  %-21s %8.1f%% %5.1f%% %5.3f\n", s.Lang, s.N, interval(s.Answered, s.N),
+			pct(s.Suggested, s.N), interval(s.Wrong, s.N), pct(s.Escalated, s.N), pct(s.Top1, s.N), s.RR/float64(max(s.N, 1)))
 	}
-	fmt.Fprintf(w, "(answered: with the expected entry; 95%% CI: Wilson score interval; top-1 and MRR: the expected entry's rank)\n")
-	right := 0
+	fmt.Fprintf(w, "(in-scope questions. answered: with the expected entry in the question's language; suggest: the expected\n"+
+		"entry among the choices offered; wrong: answered with another entry; 95%% CI: Wilson score interval)\n\n")
+	wrong, _ := rep.count(func(Outcome) bool { return true }, Outcome.ConfidentlyWrong)
+	fmt.Fprintf(w, "confidently wrong, of all %d questions: %s\n", len(rep.Outcomes), interval(wrong, len(rep.Outcomes)))
+	own, _ := rep.count(func(Outcome) bool { return true }, func(o Outcome) bool { return o.Got.Lang == o.Lang })
+	app, _ := rep.count(func(Outcome) bool { return true }, func(o Outcome) bool { return o.AppLang == o.Lang })
+	fmt.Fprintf(w, "reply in the question's language: %s from its words alone; %s with the chat app's language\n",
+		interval(own, len(rep.Outcomes)), interval(app, len(rep.Outcomes)))
+	for _, line := range []struct {
+		what  string
+		count func() (int, int)
+	}{
+		{"out of scope not answered", rep.Rejection},
+		{"out of scope declined with a refusal entry", rep.Declined},
+		{"small talk replied to", rep.SmallTalk},
+		{"requests for a person escalated", rep.HumanRecall},
+	} {
+		ok, n := line.count()
+		fmt.Fprintf(w, "%s: %s\n", line.what, interval(ok, n))
+	}
+	fmt.Fprintf(w, "\nconfidently wrong (line: lang expected -> answered [score]: question):\n")
 	for _, o := range rep.Outcomes {
-		if o.Got.Lang == o.Lang {
-			right++
+		if o.ConfidentlyWrong() {
+			fmt.Fprintf(w, "  %d: %s %s -> %s [%.2f]: %s\n", o.Line, o.Lang, o.Expect, o.Got.Entry.ID, o.Got.Score, o.Question)
 		}
 	}
-	fmt.Fprintf(w, "\nreply language right: %d/%d (%.1f%%)\n", right, len(rep.Outcomes), pct(right, len(rep.Outcomes)))
-	ok, n := rep.Rejection()
-	fmt.Fprintf(w, "out of scope not answered: %d/%d (%.1f%%)\n", ok, n, pct(ok, n))
-	ok, n = rep.Declined()
-	fmt.Fprintf(w, "out of scope declined with a refusal entry: %d/%d (%.1f%%)\n", ok, n, pct(ok, n))
-	ok, n = rep.SmallTalk()
-	fmt.Fprintf(w, "small talk replied to: %d/%d (%.1f%%)\n", ok, n, pct(ok, n))
-	ok, n = rep.HumanRecall()
-	fmt.Fprintf(w, "requests for a person escalated: %d/%d (%.1f%%)\n", ok, n, pct(ok, n))
-	fmt.Fprintf(w, "\nmisses (line: lang expected -> decision [top entry, score]: question):\n")
+	fmt.Fprintf(w, "\nother misses (line: lang expected -> decision [top entry, score]: question):\n")
 	for _, o := range rep.Outcomes {
-		if o.Correct() {
+		if o.Correct() || o.ConfidentlyWrong() {
 			continue
 		}
 		got := string(o.Got.Decision)
-		if o.Got.Decision == Answer {
+		switch {
+		case o.Got.Decision == Answer && o.Got.Entry.ID == o.Expect:
+			got += " in " + string(o.Got.Lang)
+		case o.Got.Decision == Answer:
 			got += " " + o.Got.Entry.ID
-		} else if o.Got.Reason != "" {
+		case o.Got.Reason != "":
 			got += " (" + o.Got.Reason + ")"
 		}
 		fmt.Fprintf(w, "  %d: %s %s -> %s [%s %.2f]: %s\n", o.Line, o.Lang, o.Expect, got, o.Top, o.Got.Score, o.Question)
 	}
+}
+
+// interval formats k of n as a percentage with its 95% Wilson interval.
+func interval(k, n int) string {
+	lo, hi := wilson(k, n)
+	return fmt.Sprintf("%d/%d %.1f%% [%.1f-%.1f]", k, n, pct(k, n), 100*lo, 100*hi)
 }

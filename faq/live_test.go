@@ -35,7 +35,7 @@ func TestLiveReloadKeepsLastGoodBase(t *testing.T) {
 	if !strings.Contains(logs.String(), "entries/join.yaml:") {
 		t.Errorf("log does not say where the problem is:\n%s", logs.String())
 	}
-	if r := live.Matcher().Match("membership fee", ""); r.Entry == nil || r.Entry.ID != "join" {
+	if r := live.Matcher().Match("membership fee", Hint{}); r.Entry == nil || r.Entry.ID != "join" {
 		t.Errorf("after an invalid edit: %+v, want join answered from the last good base", r)
 	}
 

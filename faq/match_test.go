@@ -43,7 +43,7 @@ func TestMatchSmallBase(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.q, func(t *testing.T) {
-			r := m.Match(tt.q, "")
+			r := m.Match(tt.q, Hint{})
 			got := ""
 			if r.Entry != nil {
 				got = r.Entry.ID
@@ -55,24 +55,41 @@ func TestMatchSmallBase(t *testing.T) {
 	}
 }
 
+// TestMatchLanguage: the reply is in the language the person wrote in; when the words do not say, in the chat
+// app's language, then the conversation's, then the default; never in the language of the phrasing that matched.
 func TestMatchLanguage(t *testing.T) {
 	m := mustMatcher(t)
 	tests := []struct {
 		q    string
-		hint Lang
+		hint Hint
 		want Lang
 	}{
-		{"Müssen wir als kleines Unternehmen einen Nachhaltigkeitsbericht nach der CSRD veröffentlichen?", "", "de"},
-		{"Dobbiamo pubblicare un bilancio di sostenibilità secondo la CSRD come piccola impresa?", "en", "it"},
-		{"Est-ce que notre entreprise doit publier un rapport de durabilité selon la CSRD ?", "", "fr"},
-		{"¿Nuestra empresa tiene que publicar un informe de sostenibilidad según la CSRD?", "", "es"},
-		{"csrd?", "de", "de"}, // too short to tell: the chat app's language wins
-		{"csrd?", "", "en"},
+		{"Müssen wir als kleines Unternehmen einen Nachhaltigkeitsbericht nach der CSRD veröffentlichen?", Hint{}, "de"},
+		{"Dobbiamo pubblicare un bilancio di sostenibilità secondo la CSRD come piccola impresa?", Hint{App: "en"}, "it"},
+		{"Est-ce que notre entreprise doit publier un rapport de durabilité selon la CSRD ?", Hint{Chat: "de"}, "fr"},
+		{"¿Nuestra empresa tiene que publicar un informe de sostenibilidad según la CSRD?", Hint{}, "es"},
+		// The cases of the blind test: keywords and acronyms say nothing, so no phrasing's language may win.
+		{"scope 3?", Hint{}, "en"},
+		{"ISO 26000 certification", Hint{}, "en"},
+		{"materiality assessment", Hint{}, "en"},
+		{`whats "double materiality"`, Hint{}, "en"},
+		{"qué es la RSC?", Hint{App: "es"}, "es"},
+		{"¿qué es la RSC?", Hint{}, "es"},
+		{"csrd?", Hint{App: "de"}, "de"},
+		{"csrd?", Hint{Chat: "it"}, "it"},
+		{"csrd?", Hint{App: "fr", Chat: "it"}, "fr"},
+		{"csrd?", Hint{}, "en"},
+		{"danke", Hint{}, "de"},
+		{"grazie mille!", Hint{App: "en"}, "it"},
 	}
 	for _, tt := range tests {
 		if got := m.Match(tt.q, tt.hint).Lang; got != tt.want {
-			t.Errorf("Match(%q, hint %q).Lang = %q, want %q", tt.q, tt.hint, got, tt.want)
+			t.Errorf("Match(%q, %+v).Lang = %q, want %q", tt.q, tt.hint, got, tt.want)
 		}
+	}
+	es := m.WithConfig(Config{Answer: 0.26, Margin: 0.01, Suggest: 0.18, Human: 0.33, Lang: "es"})
+	if got := es.Match("csrd?", Hint{}).Lang; got != "es" {
+		t.Errorf("with default language es: Match(csrd?).Lang = %q", got)
 	}
 }
 
@@ -103,7 +120,7 @@ func TestMatchBadInput(t *testing.T) {
 	}
 	for name, q := range inputs {
 		t.Run(name, func(t *testing.T) {
-			r := m.Match(q, "")
+			r := m.Match(q, Hint{})
 			switch r.Decision {
 			case Answer, Suggest, Escalate:
 			default:
@@ -120,10 +137,10 @@ func TestMatchBadInput(t *testing.T) {
 			}
 		})
 	}
-	if r := m.Match(inputs["empty"], ""); r.Decision != Escalate || r.Reason != ReasonEmpty {
+	if r := m.Match(inputs["empty"], Hint{}); r.Decision != Escalate || r.Reason != ReasonEmpty {
 		t.Errorf("empty question: %s (%s), want escalate (empty)", r.Decision, r.Reason)
 	}
-	if r := m.Match(inputs["binary"], ""); r.Decision == Answer {
+	if r := m.Match(inputs["binary"], Hint{}); r.Decision == Answer {
 		t.Errorf("binary noise answered with %s", r.Entry.ID)
 	}
 }
@@ -134,7 +151,7 @@ func FuzzMatch(f *testing.F) {
 	}
 	m := mustMatcher(f)
 	f.Fuzz(func(t *testing.T, q string) {
-		r := m.Match(q, "")
+		r := m.Match(q, Hint{})
 		if r.Decision == Answer && r.Entry == nil {
 			t.Fatal("answer without an entry")
 		}
@@ -214,7 +231,7 @@ func TestMatchKinds(t *testing.T) {
 		{"what is the csrd", "csrd"},
 		{"machine prices for it", "out-of-scope-prices"},
 	} {
-		r := m.Match(tt.q, "")
+		r := m.Match(tt.q, Hint{})
 		if r.Decision != Answer || r.Entry.ID != tt.entry {
 			t.Errorf("Match(%q) = %s %v, want answer %s", tt.q, r.Decision, r.Entry, tt.entry)
 			continue

@@ -91,6 +91,13 @@ func parseConfig(getenv func(string) string) (config, error) {
 	score("CSRDESK_FAQ_MARGIN", &c.FAQ.Margin)
 	score("CSRDESK_FAQ_SUGGEST", &c.FAQ.Suggest)
 	score("CSRDESK_FAQ_HUMAN", &c.FAQ.Human)
+	if v := getenv("CSRDESK_DEFAULT_LANG"); v != "" {
+		if l, ok := faq.ParseLang(v); ok && string(l) == v {
+			c.FAQ.Lang = l
+		} else {
+			errs = append(errs, fmt.Sprintf("CSRDESK_DEFAULT_LANG=%q: want one of en, de, it, fr, es", v))
+		}
+	}
 	str("CSRDESK_LOG_FORMAT", &c.LogFormat)
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Sprintf("CSRDESK_LOG_FORMAT=%q: want text or json", c.LogFormat))

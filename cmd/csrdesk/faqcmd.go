@@ -165,7 +165,7 @@ func faqAsk(cfg config, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r := m.Match(join(pos), hint)
+	r := m.Match(join(pos), faq.Hint{App: hint})
 	if *explain {
 		fmt.Fprint(stdout, m.Explain(join(pos), 5), "\n")
 	}

@@ -134,6 +134,13 @@ func TestFaqAskUsage(t *testing.T) {
 	if _, _, err := runCmd(t, env("CSRDESK_FAQ_ANSWER", "high"), "faq", "check"); err == nil || !strings.Contains(err.Error(), "CSRDESK_FAQ_ANSWER") {
 		t.Errorf("bad threshold: err %v, want one naming CSRDESK_FAQ_ANSWER", err)
 	}
+	if _, _, err := runCmd(t, env("CSRDESK_DEFAULT_LANG", "pt"), "faq", "check"); err == nil || !strings.Contains(err.Error(), `CSRDESK_DEFAULT_LANG="pt"`) {
+		t.Errorf("bad default language: err %v, want one naming CSRDESK_DEFAULT_LANG", err)
+	}
+	out, _, err := runCmd(t, env("CSRDESK_DEFAULT_LANG", "it"), "faq", "ask", "--json", "csrd?")
+	if err != nil || !strings.Contains(out, `"lang":"it"`) {
+		t.Errorf("faq ask csrd? with CSRDESK_DEFAULT_LANG=it: %v %s", err, out)
+	}
 }
 
 func TestFaqEval(t *testing.T) {
@@ -141,7 +148,8 @@ func TestFaqEval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"lang     n  answered   95% CI         top-1   MRR", "\nde ", "out of scope not answered:", "small talk replied to:", "requests for a person escalated:", "misses"} {
+	for _, want := range []string{"lang    n  answered [95% CI]     suggest  wrong [95% CI]        escalated", "\nde ", "confidently wrong, of all",
+		"reply in the question's language:", "out of scope not answered:", "small talk replied to:", "requests for a person escalated:", "other misses"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("eval output lacks %q:\n%s", want, out)
 		}

@@ -287,7 +287,7 @@ func newMux(kb *faq.Live, ds *rdb.Dataset) *http.ServeMux {
 				return
 			}
 		}
-		writeJSON(w, http.StatusOK, toJSON(kb.Matcher().Match(q, hint)))
+		writeJSON(w, http.StatusOK, toJSON(kb.Matcher().Match(q, faq.Hint{App: hint})))
 	})
 	return mux
 }
