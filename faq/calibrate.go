@@ -24,7 +24,7 @@ func Calibrate(m *Matcher, cases []Case) Config {
 	for h := 0.20; h <= 0.95; h += 0.01 {
 		cost := 0.0
 		for _, it := range items {
-			human := !it.r.empty && it.r.handoff >= h
+			human := !it.r.empty && (it.r.asks || it.r.handoff >= h)
 			switch {
 			case it.c.Expect == ExpectHuman && !human:
 				cost += 10

@@ -112,6 +112,8 @@ type Base struct {
 	Synonyms map[string]string
 	// Handoff holds, per language, the ways people ask for a person.
 	Handoff map[Lang][]string
+	// Requests holds, per language, the words of a request for a person in other words than the phrasings.
+	Requests map[Lang]RequestWords
 	// StopWords are words the matcher ignores besides the standard lists (lower case, accents folded).
 	StopWords []string
 	byID      map[string]*Entry
@@ -129,4 +131,11 @@ func (b *Base) TopicEntries(topic string) []*Entry {
 		}
 	}
 	return out
+}
+
+// RequestWords are the words that make a question a request for a person: it names someone who could help (People)
+// and has words of two of the other lists: a way of getting in touch, a word pointing at the platform or the person
+// asking, the words of a request.
+type RequestWords struct {
+	People, Contact, Addressed, Asking []string
 }

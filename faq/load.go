@@ -76,7 +76,7 @@ var idPattern = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
 // is valid, or a nil base and every problem found.
 func Load(fsys fs.FS) (*Base, Problems) {
 	l := &loader{fsys: fsys}
-	b := &Base{byID: map[string]*Entry{}, Synonyms: map[string]string{}, Handoff: map[Lang][]string{}}
+	b := &Base{byID: map[string]*Entry{}, Synonyms: map[string]string{}, Handoff: map[Lang][]string{}, Requests: map[Lang]RequestWords{}}
 	l.topics(b)
 	l.synonyms(b)
 	l.handoff(b)
@@ -335,7 +335,24 @@ func (l *loader) handoff(b *Base) {
 		return
 	}
 	l.fields(file, root, "handoff.yaml", langNames(), func(key string, k, v *yaml.Node) {
-		b.Handoff[Lang(key)] = l.strs(file, v, key)
+		lang := Lang(key)
+		var rw RequestWords
+		l.fields(file, v, key, []string{"phrasings", "people", "contact", "addressed", "asking"}, func(field string, k, v *yaml.Node) {
+			list := l.strs(file, v, key+" "+field)
+			switch field {
+			case "phrasings":
+				b.Handoff[lang] = list
+			case "people":
+				rw.People = list
+			case "contact":
+				rw.Contact = list
+			case "addressed":
+				rw.Addressed = list
+			case "asking":
+				rw.Asking = list
+			}
+		})
+		b.Requests[lang] = rw
 	})
 	for _, lang := range Langs {
 		if len(b.Handoff[lang]) < minHandoff {

@@ -18,11 +18,16 @@ const testSynonyms = `- [csr, rse, rsi, rsc, corporate social responsibility]
 - [csrd, corporate sustainability reporting directive]
 `
 
-const testHandoff = `en: [talk to a human, speak to a person, operator please, connect me with an agent]
-de: [mit einem Menschen sprechen, Mitarbeiter bitte]
-it: [parlare con una persona, passami un operatore]
-fr: [parler à un humain, un conseiller s'il vous plaît]
-es: [hablar con una persona, pásame con un operador]
+const testHandoff = `en:
+  phrasings: [talk to a human, speak to a person, operator please, connect me with an agent]
+  people: [adviser, someone]
+  contact: [call, email]
+  addressed: [you, me]
+  asking: [please, could]
+de: {phrasings: [mit einem Menschen sprechen, Mitarbeiter bitte]}
+it: {phrasings: [parlare con una persona, passami un operatore]}
+fr: {phrasings: [parler à un humain, un conseiller s'il vous plaît]}
+es: {phrasings: [hablar con una persona, pásame con un operador]}
 `
 
 // testEntry returns a valid entry file; the questions are about topic words so that entries differ. Four words
@@ -129,7 +134,9 @@ func TestLoadProblems(t *testing.T) {
 		{"synonym group of one", "synonyms.yaml", "- [csr]\n", []string{"synonyms.yaml:1: a synonym group needs at least two words"}},
 		{"synonym in two groups", "synonyms.yaml", "- [csr, rse]\n- [esg, rse]\n", []string{`synonyms.yaml:2: "rse" is already a synonym of "csr"`}},
 		{"stop word of two words", "stopwords.yaml", "en: [actually, thank you]\n", []string{`stopwords.yaml:1: stop word "thank you" must be one word`}},
-		{"handoff language missing", "handoff.yaml", "en: [talk to a human, operator]\n", []string{"handoff.yaml:1: handoff.yaml needs at least 2 phrasings in de"}},
+		{"handoff language missing", "handoff.yaml", "en: {phrasings: [talk to a human, operator]}\n", []string{"handoff.yaml:1: handoff.yaml needs at least 2 phrasings in de"}},
+		{"handoff unknown list", "handoff.yaml", strings.Replace(testHandoff, "  people:", "  peeple:", 1), []string{`handoff.yaml:3: unknown field "peeple" in en`}},
+		{"handoff old shape", "handoff.yaml", "en: [talk to a human, operator]\n", []string{"handoff.yaml:1: en must be a mapping of fields"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -81,9 +81,66 @@ type Matcher struct {
 	// few other words ("much", "great", "help") would draw questions away from their answers, so it is kept out of
 	// the index and recognised whole: said maps each folded small-talk phrasing to its entry, and chat holds the
 	// words of every phrasing for messages that say the same in other words.
-	said map[string]smallTalk
-	chat []chatPhrase
-	stop map[string]bool // the stop words of every language, folded
+	said     map[string]smallTalk
+	chat     []chatPhrase
+	stop     map[string]bool // the stop words of every language, folded
+	requests []requestWords  // per language, in the order of Langs
+}
+
+// requestWords are one language's RequestWords, folded, with their stems: "consultants" is "consultant".
+type requestWords struct {
+	people, contact, addressed, asking wordSet
+}
+
+type wordSet struct {
+	surface, stems map[string]bool
+	phrases        []string // entries of several words ("quelqu un"), matched in the folded question
+}
+
+func newWordSet(an *analyzer, syn *synonyms, words []string) wordSet {
+	ws := wordSet{surface: map[string]bool{}, stems: map[string]bool{}}
+	for _, w := range words {
+		f := foldPhrase(w)
+		if strings.Contains(f, " ") {
+			ws.phrases = append(ws.phrases, " "+f+" ")
+			continue
+		}
+		ws.surface[f] = true
+		for _, a := range an.words(syn.tokens(f)) {
+			ws.stems[a.term] = true
+		}
+	}
+	return ws
+}
+
+// onlyPeople reports whether a question's every term is a word of people or of a request: a message that only
+// names someone ("operator!", "un asesor humano por favor") asks for them.
+func (rw requestWords) onlyPeople(terms map[string]bool) bool {
+	for t := range terms {
+		if !rw.people.stems[t] && !rw.asking.stems[t] && !rw.addressed.stems[t] {
+			return false
+		}
+	}
+	return len(terms) > 0
+}
+
+func (ws wordSet) in(folded string, words map[string]bool, terms map[string]bool) bool {
+	for w := range words {
+		if ws.surface[w] {
+			return true
+		}
+	}
+	for t := range terms {
+		if ws.stems[t] {
+			return true
+		}
+	}
+	for _, p := range ws.phrases {
+		if strings.Contains(" "+folded+" ", p) {
+			return true
+		}
+	}
+	return false
 }
 
 type smallTalk struct {
@@ -118,7 +175,15 @@ func NewMatcher(b *Base, cfg Config) *Matcher {
 		for _, q := range b.Handoff[lang] {
 			texts = append(texts, unitText{unit: m.handoff, text: q, weight: 1})
 		}
-		m.indexes = append(m.indexes, buildIndex(newAnalyzer(lang, b.StopWords), m.syn, texts, len(b.Entries)+1))
+		an := newAnalyzer(lang, b.StopWords)
+		m.indexes = append(m.indexes, buildIndex(an, m.syn, texts, len(b.Entries)+1))
+		rw := b.Requests[lang]
+		m.requests = append(m.requests, requestWords{
+			people:    newWordSet(an, m.syn, rw.People),
+			contact:   newWordSet(an, m.syn, rw.Contact),
+			addressed: newWordSet(an, m.syn, rw.Addressed),
+			asking:    newWordSet(an, m.syn, rw.Asking),
+		})
 	}
 	for _, lang := range Langs {
 		m.stopWords = append(m.stopWords, standardStopWords(lang))
@@ -247,6 +312,7 @@ func (m *Matcher) WithConfig(cfg Config) *Matcher {
 type ranking struct {
 	ranked  []Scored // best first
 	handoff float64  // how much the question reads as a request for a person
+	asks    bool     // the question has the words of a request for a person (requestWords)
 	empty   bool     // no word of the question survived analysis
 }
 
@@ -255,7 +321,7 @@ type ranking struct {
 func (m *Matcher) rank(question string, prefer Lang) ranking {
 	tokens := m.syn.tokens(foldPhrase(question))
 	scores := make([]float64, len(m.base.Entries)+1)
-	r := ranking{empty: true}
+	r := ranking{empty: true, asks: m.asks(question)}
 	for _, li := range langOrder(prefer) {
 		ix := m.indexes[li]
 		q := ix.query(tokens, m.known)
@@ -283,6 +349,40 @@ func (m *Matcher) rank(question string, prefer Lang) ranking {
 		return strings.Compare(a.Entry.ID, b.Entry.ID)
 	})
 	return r
+}
+
+// asks reports whether a question has, in one language, a word of people and either nothing else or words of two
+// of the other lists of requestWords: "could one of your advisers call me?" asks for a person whatever else it says; "who should be our
+// contact person for whistleblowing?" does not, as it neither points at the platform's side nor asks for anything.
+func (m *Matcher) asks(question string) bool {
+	folded := foldPhrase(question)
+	words := map[string]bool{}
+	for _, w := range strings.Fields(folded) {
+		words[w] = true
+	}
+	tokens := m.syn.tokens(folded)
+	for li, rw := range m.requests {
+		terms := map[string]bool{}
+		for _, w := range m.indexes[li].an.words(tokens) {
+			terms[w.term] = true
+		}
+		if !rw.people.in(folded, words, terms) {
+			continue
+		}
+		if rw.onlyPeople(terms) { // "agent humain", "Mitarbeiter bitte"
+			return true
+		}
+		n := 0
+		for _, ws := range []wordSet{rw.contact, rw.addressed, rw.asking} {
+			if ws.in(folded, words, terms) {
+				n++
+			}
+		}
+		if n >= 2 {
+			return true
+		}
+	}
+	return false
 }
 
 // langOrder lists the language indexes with prefer first, then English, so that ties go to them.
@@ -320,7 +420,7 @@ func (m *Matcher) match(question string, hint Hint) (Result, ranking) {
 		return m.smallTalkResult(st.entry, lang)
 	}
 	r := m.rank(question, lang)
-	if st.entry != nil && r.handoff < m.cfg.Human { // not "a human, not a bot"
+	if st.entry != nil && r.handoff < m.cfg.Human && !r.asks { // not "a human, not a bot"
 		return m.smallTalkResult(st.entry, lang)
 	}
 	res := Result{Lang: lang}
@@ -385,7 +485,7 @@ func (m *Matcher) decide(r ranking, res *Result) {
 	case r.empty:
 		res.Decision, res.Reason = Escalate, ReasonEmpty
 		return
-	case r.handoff >= m.cfg.Human:
+	case r.handoff >= m.cfg.Human || r.asks:
 		res.Decision, res.Reason, res.Score = Escalate, ReasonHuman, r.handoff
 		return
 	}

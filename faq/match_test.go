@@ -269,3 +269,53 @@ func TestEvalSetsParse(t *testing.T) {
 		}
 	}
 }
+
+// TestHandoff: requests for a person escalate, direct or indirect, in every language and with topic words in them;
+// questions that only use such words ("who is the contact person for whistleblowing?") do not. The requests are
+// the third of the writers' requests that is not among the handoff phrasings.
+func TestHandoff(t *testing.T) {
+	m := mustMatcher(t)
+	data, err := os.ReadFile("testdata/handoff.tsv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	type count struct{ n, ok int }
+	got := map[string]*count{}
+	for i, line := range strings.Split(string(data), "\n")[1:] {
+		f := strings.Split(line, "\t")
+		if len(f) != 3 || strings.HasPrefix(line, "#") {
+			continue
+		}
+		lang, want, q := Lang(f[0]), f[1], f[2]
+		r := m.Match(q, Hint{})
+		human := r.Decision == Escalate && r.Reason == ReasonHuman
+		k := string(lang) + " " + want
+		if got[k] == nil {
+			got[k] = &count{}
+		}
+		got[k].n++
+		if human == (want == "human") {
+			got[k].ok++
+		} else {
+			t.Logf("testdata/handoff.tsv:%d: %s %s -> %s %s", i+2, lang, want, r.Decision, r.Reason)
+		}
+	}
+	asked, escalated := 0, 0
+	for _, lang := range Langs {
+		h, o := got[string(lang)+" human"], got[string(lang)+" other"]
+		if h == nil || o == nil || h.n < 10 || o.n < 15 {
+			t.Fatalf("%s: too few questions in testdata/handoff.tsv", lang)
+		}
+		t.Logf("%s: %d/%d requests escalated, %d/%d other questions not", lang, h.ok, h.n, o.ok, o.n)
+		asked, escalated = asked+h.n, escalated+h.ok
+		if h.ok < h.n*8/10 {
+			t.Errorf("%s: %d of %d requests for a person escalated, want at least 80%%", lang, h.ok, h.n)
+		}
+		if o.ok < o.n-1 {
+			t.Errorf("%s: %d of %d other questions escalated as requests for a person", lang, o.n-o.ok, o.n)
+		}
+	}
+	if escalated < asked*9/10 {
+		t.Errorf("%d of %d requests for a person escalated, want at least 90%%", escalated, asked)
+	}
+}
