@@ -7,7 +7,7 @@ REDIS_PORT ?= 6391
 VAR        := $(CURDIR)/var
 BIN        := $(CURDIR)/bin/csrdesk
 
-.PHONY: run test bench faults lint build redis-server chromium clean
+.PHONY: run test bench faults lint build redis-server chromium clean words
 
 build:
 	go build -o $(BIN) ./cmd/csrdesk
@@ -63,6 +63,13 @@ run: redis-server build
 
 test: redis-server chromium
 	go test -race -count=1 ./...
+
+# words: rebuild faq/words/words.txt.gz, the real words typo correction leaves alone, from Debian's word lists and
+# hunspell dictionaries (faq/words/README.md).
+words:
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wbritish-large wngerman witalian wfrench wspanish \
+	  hunspell-en-us hunspell-de-de hunspell-it hunspell-fr hunspell-es >/dev/null
+	go test ./faq -run '^TestWordList$$' -words -v
 
 # bench: knowledge base load-and-index time and memory, per-query latency (p50, p99) and throughput on one core;
 # web chat question-to-answer latency with 200 chats open at once; Telegram messages answered per second;

@@ -69,3 +69,18 @@ func evalQuestions(tb testing.TB) []string {
 	}
 	return qs
 }
+
+// BenchmarkWordList: loading the embedded word list, done once per process at the first typo to check.
+func BenchmarkWordList(b *testing.B) {
+	var before, after runtime.MemStats
+	for b.Loop() {
+		wordsBlob, wordStarts = nil, nil
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		loadWords()
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+	}
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc), "list-bytes")
+	b.ReportMetric(float64(len(wordStarts)), "words")
+}

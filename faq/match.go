@@ -322,9 +322,10 @@ func (m *Matcher) rank(question string, prefer Lang) ranking {
 	tokens := m.syn.tokens(foldPhrase(question))
 	scores := make([]float64, len(m.base.Entries)+1)
 	r := ranking{empty: true, asks: m.asks(question)}
+	keep := m.keep(question)
 	for _, li := range langOrder(prefer) {
 		ix := m.indexes[li]
-		q := ix.query(tokens, m.known)
+		q := ix.query(tokens, keep, Langs[li] != prefer)
 		if q.words > 0 {
 			r.empty = false
 		}
@@ -383,6 +384,23 @@ func (m *Matcher) asks(question string) bool {
 		}
 	}
 	return false
+}
+
+// keep returns the words of a question that typo correction leaves alone: the words of every index, and the words
+// the question writes in capitals, which are names and acronyms ("AENOR" is not "menor").
+func (m *Matcher) keep(question string) func(string) bool {
+	var names map[string]bool
+	for _, raw := range strings.Fields(question) {
+		if acronym(raw) {
+			if names == nil {
+				names = map[string]bool{}
+			}
+			for _, w := range strings.Fields(foldPhrase(raw)) {
+				names[w] = true
+			}
+		}
+	}
+	return func(w string) bool { return m.known[w] || names[w] }
 }
 
 // langOrder lists the language indexes with prefer first, then English, so that ties go to them.
@@ -751,9 +769,10 @@ type queryVec struct {
 }
 
 // query analyses a question into a weighted vector of the index's terms. A word that no language's index knows is
-// corrected to a known word one or two typos away, or split into two known words (German compounds); failing
-// that, or when the word belongs to another language, it only adds to the vector's length.
-func (ix *index) query(tokens []token, known map[string]bool) queryVec {
+// corrected to a known word one or two typos away unless it is a real word (isWord), or split into two known words
+// (German compounds); failing that, or when the word belongs to another language, it only adds to the vector's
+// length.
+func (ix *index) query(tokens []token, keep func(string) bool, foreign bool) queryVec {
 	var q queryVec
 	add := func(id int32, w float64) {
 		for i, t := range q.terms {
@@ -769,18 +788,28 @@ func (ix *index) query(tokens []token, known map[string]bool) queryVec {
 	words := ix.an.words(tokens)
 	q.words = len(words)
 	for _, w := range words {
+		if _, written := ix.surface[w.surface]; foreign && !written {
+			// Another language than the question's shares acronyms, names and loanwords with it, written the
+			// same: its stems and typos would be false friends ("carbonara" is no Spanish "carbono").
+			unknown += ix.unknown * ix.unknown
+			continue
+		}
 		if id, ok := ix.terms[w.term]; ok {
 			add(id, ix.idf[id])
 			continue
 		}
-		if known[w.surface] {
+		if keep(w.surface) {
 			unknown += ix.unknown * ix.unknown
 			continue
 		}
-		if term, ok := ix.correct(w.surface); ok {
-			id := ix.terms[term]
-			add(id, ix.idf[id]*typoWeight)
-			continue
+		// A real word of one of the languages is not a typo, however close to a known word: "carbonara" is not
+		// "carbon", "Milan" is not "bilan".
+		if !isWord(w.surface) {
+			if term, ok := ix.correct(w.surface); ok {
+				id := ix.terms[term]
+				add(id, ix.idf[id]*typoWeight)
+				continue
+			}
 		}
 		if a, b, ok := ix.split(w.surface); ok {
 			add(ix.terms[a], ix.idf[ix.terms[a]]*typoWeight)
@@ -934,8 +963,11 @@ const centroidShare = 0.6
 func (m *Matcher) Explain(question string, k int) string {
 	var b strings.Builder
 	tokens := m.syn.tokens(foldPhrase(question))
+	lang := m.replyLang(question, nil, Hint{})
+	fmt.Fprintf(&b, "language: %s\n", lang)
+	keep := m.keep(question)
 	for li, ix := range m.indexes {
-		q := ix.query(tokens, m.known)
+		q := ix.query(tokens, keep, Langs[li] != lang)
 		names := make(map[int32]string, len(q.terms))
 		for term, id := range ix.terms {
 			if slices.Contains(q.terms, id) {
@@ -948,7 +980,7 @@ func (m *Matcher) Explain(question string, k int) string {
 		}
 		fmt.Fprintf(&b, "  (length %.2f)\n", q.norm)
 	}
-	r := m.rank(question, m.cfg.Lang)
+	r := m.rank(question, lang)
 	fmt.Fprintf(&b, "request for a person: %.3f\n", r.handoff)
 	for _, s := range r.ranked[:min(k, len(r.ranked))] {
 		fmt.Fprintf(&b, "%.3f %s\n", s.Score, s.Entry.ID)

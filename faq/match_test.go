@@ -3,6 +3,7 @@ package faq
 import (
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -34,7 +35,7 @@ func TestMatchSmallBase(t *testing.T) {
 		{"what is the CSRD", Answer, "csrd", ""},
 		{"Corporate Sustainability Reporting Directive?", Answer, "csrd", ""}, // a synonym of csrd
 		{"membership fee please", Answer, "join", ""},
-		{"membrship fe", Answer, "join", ""}, // typo corrected; "fe" is too short to correct
+		{"membrship fee", Answer, "join", ""}, // typo corrected
 		{"talk to a human", Escalate, "", ReasonHuman},
 		{"pásame con un operador por favor", Escalate, "", ReasonHuman},
 		{"the weather in Lisbon tomorrow", Escalate, "", ReasonNoMatch},
@@ -317,5 +318,41 @@ func TestHandoff(t *testing.T) {
 	}
 	if escalated < asked*9/10 {
 		t.Errorf("%d of %d requests for a person escalated, want at least 90%%", escalated, asked)
+	}
+}
+
+// TestTypoCorrectionOnlyTypos: a real word of one of the languages, or a name in capitals, is never rewritten into
+// a knowledge-base word, nor read as one through another language's stems; a typo still is corrected.
+func TestTypoCorrectionOnlyTypos(t *testing.T) {
+	m := mustMatcher(t)
+	corrected := func(word string) []string {
+		var out []string
+		tokens := m.syn.tokens(foldPhrase(word))
+		lang := m.replyLang(word, nil, Hint{})
+		for li, ix := range m.indexes {
+			q := ix.query(tokens, m.keep(word), Langs[li] != lang)
+			for term, id := range ix.terms {
+				if slices.Contains(q.terms, id) {
+					out = append(out, term)
+				}
+			}
+		}
+		return out
+	}
+	for _, tt := range []struct{ q, not string }{
+		{"Qual è la ricetta della carbonara?", "carbon"},
+		{"which carton boxes can we recycle?", "carbon"},
+		{"what's the weather in Milan?", "bilan"},
+		{"une recette de choucroute", "chou"},
+		{"AENOR, Bureau Veritas o SGS?", "menor"},
+	} {
+		if got := corrected(tt.q); slices.Contains(got, tt.not) {
+			t.Errorf("%q was read as %v: a real word became %q", tt.q, got, tt.not)
+		}
+	}
+	for _, w := range []string{"sustainibility", "emisions", "Nachhaltigkietsbericht", "sostenibilitá"} {
+		if got := corrected(w); len(got) == 0 {
+			t.Errorf("the typo %q was not corrected", w)
+		}
 	}
 }
