@@ -247,10 +247,14 @@ func TestMatchKinds(t *testing.T) {
 	}
 }
 
-// TestEvalSetsParse checks that every evaluation set names only entries that exist. The blind sets are scored by
-// `csrdesk faq eval`; blind-holdout.tsv is kept for checking a finished matcher, so no test prints its scores.
+// TestEvalSetsParse checks that every evaluation set names only entries that exist, and that the blind set has
+// what its use needs: at least 500 questions of every kind, 60 or more per language, a fifth of them held out. The
+// blind sets are scored by `csrdesk faq eval`; blind-holdout.tsv is kept for checking a finished change, so no test
+// prints its scores.
 func TestEvalSetsParse(t *testing.T) {
 	m := mustMatcher(t)
+	blind, held := 0, 0
+	kinds, langs := map[Kind]int{}, map[Lang]int{}
 	for _, file := range []string{"testdata/eval.tsv", "testdata/holdout.tsv", "testdata/blind.tsv", "testdata/blind-holdout.tsv"} {
 		f, err := os.Open(file)
 		if err != nil {
@@ -261,13 +265,31 @@ func TestEvalSetsParse(t *testing.T) {
 		if err != nil {
 			t.Error(err)
 		}
-		kinds := map[Kind]int{}
+		if !strings.HasPrefix(file, "testdata/blind") {
+			continue
+		}
+		blind += len(cases)
+		if file == "testdata/blind-holdout.tsv" {
+			held = len(cases)
+		}
 		for _, c := range cases {
 			kinds[c.Kind]++
+			langs[c.Lang]++
+			if c.Expect == ExpectHuman {
+				kinds["human"]++
+			}
 		}
-		if strings.HasPrefix(file, "testdata/blind") && (kinds[KindAnswer] < 200 || kinds[KindOutOfScope] < 40 || kinds[KindSmallTalk]+kinds[KindThanks] < 25) {
-			t.Errorf("%s: %v questions by kind, want at least 200 answers, 40 out of scope and 25 small talk", file, kinds)
+	}
+	if blind < 500 || kinds[KindAnswer] < 300 || kinds[KindOutOfScope] < 60 || kinds[KindSmallTalk]+kinds[KindThanks] < 40 || kinds["human"] < 25 {
+		t.Errorf("blind sets: %d questions, by kind %v; want at least 500, with 300 answers, 60 out of scope, 40 small talk, 25 requests for a person", blind, kinds)
+	}
+	for _, l := range Langs {
+		if langs[l] < 60 {
+			t.Errorf("blind sets: %d questions in %s, want at least 60", langs[l], l)
 		}
+	}
+	if share := float64(held) / float64(blind); share < 0.18 || share > 0.22 {
+		t.Errorf("blind-holdout.tsv holds %d of %d blind questions, want a fifth", held, blind)
 	}
 }
 
