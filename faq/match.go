@@ -325,7 +325,7 @@ func (m *Matcher) rank(question string, prefer Lang) ranking {
 	keep := m.keep(question)
 	for _, li := range langOrder(prefer) {
 		ix := m.indexes[li]
-		q := ix.query(tokens, keep, Langs[li] != prefer)
+		q := ix.query(tokens, keep, li, slices.Index(Langs, prefer))
 		if q.words > 0 {
 			r.empty = false
 		}
@@ -768,11 +768,12 @@ type queryVec struct {
 	words int     // words left after stop words, known or not
 }
 
-// query analyses a question into a weighted vector of the index's terms. A word that no language's index knows is
+// query analyses a question into a weighted vector of the index's terms; li is the index's language and home the
+// question's, both as positions in Langs. A word that no language's index knows is
 // corrected to a known word one or two typos away unless it is a real word (isWord), or split into two known words
 // (German compounds); failing that, or when the word belongs to another language, it only adds to the vector's
 // length.
-func (ix *index) query(tokens []token, keep func(string) bool, foreign bool) queryVec {
+func (ix *index) query(tokens []token, keep func(string) bool, li, home int) queryVec {
 	var q queryVec
 	add := func(id int32, w float64) {
 		for i, t := range q.terms {
@@ -788,9 +789,10 @@ func (ix *index) query(tokens []token, keep func(string) bool, foreign bool) que
 	words := ix.an.words(tokens)
 	q.words = len(words)
 	for _, w := range words {
-		if _, written := ix.surface[w.surface]; foreign && !written {
-			// Another language than the question's shares acronyms, names and loanwords with it, written the
-			// same: its stems and typos would be false friends ("carbonara" is no Spanish "carbono").
+		if _, written := ix.surface[w.surface]; li != home && (!written || isWordIn(w.surface, home)) {
+			// Another language than the question's (home) shares acronyms, names and loanwords with it, written
+			// the same; its stems, typos and words that are words of the question's language too would be false
+			// friends ("carbonara" is no Spanish "carbono", the French "donne" no Italian "donne").
 			unknown += ix.unknown * ix.unknown
 			continue
 		}
@@ -967,7 +969,7 @@ func (m *Matcher) Explain(question string, k int) string {
 	fmt.Fprintf(&b, "language: %s\n", lang)
 	keep := m.keep(question)
 	for li, ix := range m.indexes {
-		q := ix.query(tokens, keep, Langs[li] != lang)
+		q := ix.query(tokens, keep, li, slices.Index(Langs, lang))
 		names := make(map[int32]string, len(q.terms))
 		for term, id := range ix.terms {
 			if slices.Contains(q.terms, id) {

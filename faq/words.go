@@ -3,58 +3,89 @@ package faq
 import (
 	"bytes"
 	"compress/gzip"
-	_ "embed"
+	"embed"
 	"io"
 	"sort"
 	"sync"
 )
 
 // The words of the five languages, so that typo correction leaves real words alone: "carbonara" is not a typo of
-// "carbon", nor "Milan" of "bilan". words/words.txt.gz is made by `make words` from Debian's word lists
+// "carbon", nor "Milan" of "bilan". words/LANG.txt.gz are made by `make words` from Debian's word lists
 // (wbritish-large, wngerman, witalian, wfrench, wspanish) and the base forms of its hunspell dictionaries
 // (hunspell-en-us, -de-de, -it, -fr, -es): every word folded like a question, of minFuzzy to maxFuzzy letters,
 // sorted, one a line. words/README.md names the lists and their licences.
 //
-//go:embed words/words.txt.gz
-var wordsGz []byte
+//go:embed words/*.txt.gz
+var wordFiles embed.FS
+
+// wordList is one language's words: one blob with the offsets of its words, searched by bisection; a map of the
+// million words would take several times the memory.
+type wordList struct {
+	blob   []byte
+	starts []uint32
+}
 
 var (
-	wordsOnce  sync.Once
-	wordsBlob  []byte   // the sorted list, one word a line
-	wordStarts []uint32 // where each word starts in wordsBlob
+	wordsOnce sync.Once
+	wordLists [5]wordList // in the order of Langs
 )
 
-// isWord reports whether w (folded) is a word of one of the five languages. The list is kept as one blob with the
-// offsets of its words, searched by bisection: a map of its words would take several times the memory.
+// isWord reports whether w (folded) is a word of one of the five languages.
 func isWord(w string) bool {
+	for i := range Langs {
+		if isWordIn(w, i) {
+			return true
+		}
+	}
+	return false
+}
+
+// isWordIn reports whether w (folded) is a word of the language Langs[li].
+func isWordIn(w string, li int) bool {
 	wordsOnce.Do(loadWords)
 	if len(w) < minFuzzy || len(w) > maxFuzzy {
 		return false
 	}
+	wl := &wordLists[li]
 	word := func(i int) string {
-		end := len(wordsBlob)
-		if i+1 < len(wordStarts) {
-			end = int(wordStarts[i+1]) - 1
+		end := len(wl.blob)
+		if i+1 < len(wl.starts) {
+			end = int(wl.starts[i+1]) - 1
 		}
-		return string(wordsBlob[wordStarts[i]:end])
+		return string(wl.blob[wl.starts[i]:end])
 	}
-	i := sort.Search(len(wordStarts), func(i int) bool { return word(i) >= w })
-	return i < len(wordStarts) && word(i) == w
+	i := sort.Search(len(wl.starts), func(i int) bool { return word(i) >= w })
+	return i < len(wl.starts) && word(i) == w
 }
 
 func loadWords() {
-	zr, err := gzip.NewReader(bytes.NewReader(wordsGz))
-	if err == nil {
-		wordsBlob, err = io.ReadAll(zr)
-	}
-	if err != nil {
-		panic("faq: the embedded word list: " + err.Error()) // built into the binary: cannot fail
-	}
-	wordsBlob = bytes.TrimSuffix(wordsBlob, []byte("\n"))
-	wordStarts = append(wordStarts, 0)
-	for i, c := range wordsBlob {
-		if c == '\n' {
-			wordStarts = append(wordStarts, uint32(i+1))
+	for li, lang := range Langs {
+		name := "words/" + string(lang) + ".txt.gz"
+		gz, err := wordFiles.ReadFile(name)
+		if err == nil {
+			wordLists[li], err = parseWordList(gz)
+		}
+		if err != nil {
+			panic("faq: the embedded word list " + name + ": " + err.Error()) // built into the binary: cannot fail
 		}
 	}
+}
+
+// parseWordList reads a gzipped list of sorted words, one a line.
+func parseWordList(gz []byte) (wordList, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		return wordList{}, err
+	}
+	data, err := io.ReadAll(zr)
+	if err != nil {
+		return wordList{}, err
+	}
+	wl := wordList{blob: bytes.TrimSuffix(data, []byte("\n")), starts: []uint32{0}}
+	for i, c := range wl.blob {
+		if c == '\n' {
+			wl.starts = append(wl.starts, uint32(i+1))
+		}
+	}
+	return wl, nil
 }
