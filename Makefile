@@ -7,7 +7,7 @@ REDIS_PORT ?= 6391
 VAR        := $(CURDIR)/var
 BIN        := $(CURDIR)/bin/csrdesk
 
-.PHONY: run test bench faults lint build redis-server chromium clean words
+.PHONY: run test bench faults lint build redis-server chromium clean words model
 
 build:
 	go build -o $(BIN) ./cmd/csrdesk
@@ -70,6 +70,12 @@ words:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wbritish-large wngerman witalian wfrench wspanish \
 	  hunspell-en-us hunspell-de-de hunspell-it hunspell-fr hunspell-es >/dev/null
 	go test ./faq -run '^TestWordList$$' -words -v
+
+# model: retrain the matcher's confidence model on the labelled questions of faq/testdata (not the frozen
+# blind-holdout.tsv) and rewrite faq/model.go; TestConfidenceModel fails until this is run after a change of the
+# knowledge base or the matcher.
+model:
+	go test ./faq -run '^TestConfidenceModel$$' -model -v
 
 # bench: knowledge base load-and-index time and memory, per-query latency (p50, p99) and throughput on one core;
 # web chat question-to-answer latency with 200 chats open at once; Telegram messages answered per second;

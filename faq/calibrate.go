@@ -1,22 +1,31 @@
 package faq
 
-import "math"
+import (
+	"cmp"
+	"math"
+	"slices"
+)
+
+// TargetPrecision is how often an answer must be right: the answer threshold is the lowest confidence at which
+// answers were right this often.
+const TargetPrecision = 0.98
 
 // Calibrate searches the thresholds that do best on a labelled set of questions, and returns them.
 //
 // The human threshold comes first: the lowest that escalates every request for a person while escalating as few
-// other questions as possible. The others are chosen by a grid search that values a right answer at 1, a
-// suggestion list holding the right entry at 0.4, and costs a wrong answer 1.5, an answered out-of-scope
-// question 2 and suggestions for one 0.2: a wrong answer given with confidence is worse than a question passed to staff.
+// other questions as possible. The answer threshold is the lowest confidence at which the set's answers are right
+// TargetPrecision of the time. The suggestion threshold is chosen by a grid search that values a suggestion list
+// holding the right entry at 0.4 and costs suggestions for an out-of-scope question 0.2.
 func Calibrate(m *Matcher, cases []Case) Config {
 	type item struct {
-		c Case
-		r ranking
+		c    Case
+		r    ranking
+		lang Lang
 	}
 	items := make([]item, len(cases))
 	for i, c := range cases {
-		_, r := m.match(c.Question, Hint{})
-		items[i] = item{c, r}
+		res, r := m.match(c.Question, Hint{})
+		items[i] = item{c, r, res.Lang}
 	}
 
 	cfg := m.cfg
@@ -37,49 +46,51 @@ func Calibrate(m *Matcher, cases []Case) Config {
 		}
 	}
 
+	xs, ys := confidenceExamples(m, cases)
+	p := make([]float64, len(xs))
+	order := make([]int, len(xs))
+	for i, x := range xs {
+		p[i], order[i] = confidence(modelWeights, x), i
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(p[b], p[a]) })
+	cfg.Answer = 1
+	right := 0
+	for k, i := range order {
+		if ys[i] {
+			right++
+		}
+		if float64(right) >= TargetPrecision*float64(k+1) {
+			cfg.Answer = math.Floor(p[i]*1000) / 1000
+		}
+	}
+
 	bestScore := math.Inf(-1)
-	for a := 0.20; a <= 0.90; a += 0.02 {
-		for mg := 0.0; mg <= 0.20; mg += 0.01 {
-			for s := 0.10; s <= a+1e-9; s += 0.02 {
-				try := Config{Answer: round2(a), Margin: round2(mg), Suggest: round2(s), Human: cfg.Human, Lang: m.cfg.Lang}
-				mm := m.WithConfig(try)
-				score := 0.0
-				for _, it := range items {
-					var res Result
-					mm.decide(it.r, &res)
-					score += utility(it.c.Expect, res)
-				}
-				if score > bestScore {
-					bestScore, cfg = score, try
-				}
-			}
+	for s := 0.10; s <= 0.50; s += 0.01 {
+		try := cfg
+		try.Suggest = round2(s)
+		mm := m.WithConfig(try)
+		score := 0.0
+		for _, it := range items {
+			res := Result{Lang: it.lang}
+			mm.decide(it.r, &res)
+			score += utility(it.c, res)
+		}
+		if score > bestScore {
+			bestScore, cfg = score, try
 		}
 	}
 	return cfg
 }
 
-func utility(expect string, res Result) float64 {
-	switch expect {
-	case ExpectHuman:
+func utility(c Case, res Result) float64 {
+	switch {
+	case c.Expect == ExpectHuman:
 		return 0 // settled by the human threshold
-	case ExpectNone:
-		switch res.Decision {
-		case Answer:
-			return -2
-		case Suggest:
-			return -0.2 // a menu of unrelated entries helps nobody
-		}
-		return 0
-	}
-	switch res.Decision {
-	case Answer:
-		if res.Entry.ID == expect {
-			return 1
-		}
-		return -1.5
-	case Suggest:
+	case c.Kind == KindOutOfScope && res.Decision == Suggest:
+		return -0.2 // a menu of unrelated entries helps nobody
+	case res.Decision == Suggest:
 		for _, s := range res.Suggestions {
-			if s.Entry.ID == expect {
+			if s.Entry.ID == c.Expect {
 				return 0.4
 			}
 		}

@@ -257,7 +257,7 @@ func pct(a, b int) float64 {
 // Print writes the report as a table, then the confident wrong answers and the other misses.
 func (rep *Report) Print(w io.Writer) {
 	c := rep.Config
-	fmt.Fprintf(w, "thresholds: answer %.2f  margin %.2f  suggest %.2f  human %.2f\n\n", c.Answer, c.Margin, c.Suggest, c.Human)
+	fmt.Fprintf(w, "thresholds: answer at confidence %.3f  suggest %.2f  human %.2f\n\n", c.Answer, c.Suggest, c.Human)
 	fmt.Fprintf(w, "%-4s %4s  %-21s %7s  %-21s %9s %6s %5s\n", "lang", "n", "answered [95% CI]", "suggest", "wrong [95% CI]", "escalated", "top-1", "MRR")
 	for _, s := range rep.ByLang() {
 		fmt.Fprintf(w, "%-4s %4d  %-21s %6.1f%%  %-21s %8.1f%% %5.1f%% %5.3f\n", s.Lang, s.N, interval(s.Answered, s.N),

@@ -25,7 +25,7 @@ func TestMatchSmallBase(t *testing.T) {
 	if b == nil {
 		t.Fatal(problems)
 	}
-	m := NewMatcher(b, Config{Answer: 0.5, Margin: 0.05, Suggest: 0.2, Human: 0.5})
+	m := NewMatcher(b, Config{Answer: modelAnswer, Suggest: 0.2, Human: 0.5})
 	tests := []struct {
 		q        string
 		decision Decision
@@ -88,7 +88,7 @@ func TestMatchLanguage(t *testing.T) {
 			t.Errorf("Match(%q, %+v).Lang = %q, want %q", tt.q, tt.hint, got, tt.want)
 		}
 	}
-	es := m.WithConfig(Config{Answer: 0.26, Margin: 0.01, Suggest: 0.18, Human: 0.33, Lang: "es"})
+	es := m.WithConfig(Config{Answer: modelAnswer, Suggest: 0.18, Human: 0.33, Lang: "es"})
 	if got := es.Match("csrd?", Hint{}).Lang; got != "es" {
 		t.Errorf("with default language es: Match(csrd?).Lang = %q", got)
 	}
@@ -224,7 +224,7 @@ func TestMatchKinds(t *testing.T) {
 	if b == nil {
 		t.Fatal(problems)
 	}
-	m := NewMatcher(b, Config{Answer: 0.5, Margin: 0.05, Suggest: 0.2, Human: 0.5})
+	m := NewMatcher(b, Config{Answer: modelAnswer, Suggest: 0.2, Human: 0.5})
 	for _, tt := range []struct{ q, entry string }{
 		{"Thank you!!", "smalltalk-thanks"},
 		{"  CHEERS for it  ", "smalltalk-thanks"},

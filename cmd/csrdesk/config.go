@@ -88,7 +88,6 @@ func parseConfig(getenv func(string) string) (config, error) {
 	str("CSRDESK_PUBLIC_URL", &c.PublicURL)
 	str("CSRDESK_FAQ_DIR", &c.FAQDir)
 	score("CSRDESK_FAQ_ANSWER", &c.FAQ.Answer)
-	score("CSRDESK_FAQ_MARGIN", &c.FAQ.Margin)
 	score("CSRDESK_FAQ_SUGGEST", &c.FAQ.Suggest)
 	score("CSRDESK_FAQ_HUMAN", &c.FAQ.Human)
 	if v := getenv("CSRDESK_DEFAULT_LANG"); v != "" {
@@ -202,9 +201,6 @@ func parseConfig(getenv func(string) string) (config, error) {
 	integer("CSRDESK_MAX_MESSAGE", &c.Bot.MaxMessage, 1)
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Sprintf("CSRDESK_HTTP_ADDR=%q: want host:port", c.HTTPAddr))
-	}
-	if c.FAQ.Suggest > c.FAQ.Answer {
-		errs = append(errs, "CSRDESK_FAQ_SUGGEST must not be above CSRDESK_FAQ_ANSWER")
 	}
 	if c.PublicURL == "" {
 		c.PublicURL = "http://" + c.HTTPAddr

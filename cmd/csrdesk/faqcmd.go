@@ -110,6 +110,7 @@ type answerJSON struct {
 	Lang        faq.Lang         `json:"lang"`
 	Entry       *entryJSON       `json:"entry"`
 	Score       float64          `json:"score"`
+	Confidence  float64          `json:"confidence"`
 	Suggestions []suggestionJSON `json:"suggestions"`
 }
 
@@ -127,7 +128,7 @@ type suggestionJSON struct {
 }
 
 func toJSON(r faq.Result) answerJSON {
-	out := answerJSON{Decision: r.Decision, Reason: r.Reason, Lang: r.Lang, Score: round3(r.Score), Suggestions: []suggestionJSON{}}
+	out := answerJSON{Decision: r.Decision, Reason: r.Reason, Lang: r.Lang, Score: round3(r.Score), Confidence: round3(r.Confidence), Suggestions: []suggestionJSON{}}
 	if r.Entry != nil {
 		t := r.Entry.In(r.Lang)
 		out.Entry = &entryJSON{ID: r.Entry.ID, Kind: r.Entry.Kind, Question: t.Questions[0], Answer: t.Answer}
@@ -146,11 +147,32 @@ func faqAsk(cfg config, args []string, stdout io.Writer) error {
 	asJSON := fl.Bool("json", false, "print the decision as JSON")
 	dir := fl.String("dir", "", "knowledge base folder (default CSRDESK_FAQ_DIR or the embedded base)")
 	explain := fl.Bool("explain", false, "also show the terms the matcher kept and the five best entries")
+	file := fl.String("file", "", "read the question from this file (- for standard input) instead of the arguments")
 	pos, err := parseFlags(fl, args)
 	if err != nil {
 		return err
 	}
-	if len(pos) == 0 {
+	question := join(pos)
+	switch {
+	case *file != "" && len(pos) > 0:
+		return usageError("faq ask: want a question or --file, not both")
+	case *file != "":
+		r := io.Reader(os.Stdin)
+		if *file != "-" {
+			f, err := os.Open(*file)
+			if err != nil {
+				return fmt.Errorf("faq ask: %w", err)
+			}
+			defer f.Close()
+			r = f
+		}
+		// The matcher reads the first faq.MaxQuery bytes; a little more keeps a cut UTF-8 sequence out of sight.
+		data, err := io.ReadAll(io.LimitReader(r, 4*faq.MaxQuery))
+		if err != nil {
+			return fmt.Errorf("faq ask: %s: %w", *file, err)
+		}
+		question = string(data)
+	case len(pos) == 0:
 		return usageError(`faq ask: want a question, e.g. csrdesk faq ask "does the CSRD apply to us?"`)
 	}
 	var hint faq.Lang
@@ -165,9 +187,9 @@ func faqAsk(cfg config, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r := m.Match(join(pos), faq.Hint{App: hint})
+	r := m.Match(question, faq.Hint{App: hint})
 	if *explain {
-		fmt.Fprint(stdout, m.Explain(join(pos), 5), "\n")
+		fmt.Fprint(stdout, m.Explain(question, 5), "\n")
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -222,8 +244,8 @@ func faqEval(cfg config, args []string, stdout io.Writer) error {
 	}
 	if *calibrate {
 		best := faq.Calibrate(m, cases)
-		fmt.Fprintf(stdout, "calibrated thresholds (set them as CSRDESK_FAQ_ANSWER, _MARGIN, _SUGGEST, _HUMAN):\n"+
-			"  answer %.2f  margin %.2f  suggest %.2f  human %.2f\n\n", best.Answer, best.Margin, best.Suggest, best.Human)
+		fmt.Fprintf(stdout, "calibrated thresholds (set them as CSRDESK_FAQ_ANSWER, _SUGGEST, _HUMAN):\n"+
+			"  answer at confidence %.3f  suggest %.2f  human %.2f\n\n", best.Answer, best.Suggest, best.Human)
 		m = m.WithConfig(best)
 	}
 	faq.Evaluate(m, cases).Print(stdout)

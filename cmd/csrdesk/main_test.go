@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -140,6 +141,45 @@ func TestFaqAskUsage(t *testing.T) {
 	out, _, err := runCmd(t, env("CSRDESK_DEFAULT_LANG", "it"), "faq", "ask", "--json", "csrd?")
 	if err != nil || !strings.Contains(out, `"lang":"it"`) {
 		t.Errorf("faq ask csrd? with CSRDESK_DEFAULT_LANG=it: %v %s", err, out)
+	}
+}
+
+// TestFaqAskAnything: small talk, gibberish, a megabyte and binary input get a sensible decision, never a panic.
+func TestFaqAskAnything(t *testing.T) {
+	dir := t.TempDir()
+	rng := rand.New(rand.NewPCG(7, 7))
+	binary := make([]byte, 1<<20)
+	for i := range binary {
+		binary[i] = byte(rng.IntN(256))
+	}
+	files := map[string][]byte{
+		"1mb":    bytes.Repeat([]byte("what does the csrd mean for a small supplier of machine tool parts "), 1<<20/68),
+		"binary": binary,
+	}
+	for name, data := range files {
+		os.WriteFile(filepath.Join(dir, name), data, 0o644)
+	}
+	for _, tt := range []struct {
+		args  []string
+		check func(answerJSON) bool
+	}{
+		{[]string{"thanks"}, func(a answerJSON) bool { return a.Entry != nil && a.Entry.ID == "smalltalk-thanks" }},
+		{[]string{"hi"}, func(a answerJSON) bool { return a.Entry != nil && a.Entry.ID == "smalltalk-hello" }},
+		{[]string{"asdkjh qweoiu zxcmnb"}, func(a answerJSON) bool { return a.Decision == faq.Escalate && a.Reason == faq.ReasonNoMatch }},
+		{[]string{"--file", filepath.Join(dir, "1mb")}, func(a answerJSON) bool { return a.Entry != nil && a.Entry.ID == "csrd-scope" }},
+		{[]string{"--file", filepath.Join(dir, "binary")}, func(a answerJSON) bool { return a.Decision != faq.Answer || a.Entry.Kind != faq.KindAnswer }},
+	} {
+		out, _, err := runCmd(t, env(), append([]string{"faq", "ask", "--json"}, tt.args...)...)
+		var a answerJSON
+		if err == nil {
+			err = json.Unmarshal([]byte(out), &a)
+		}
+		if err != nil || !tt.check(a) {
+			t.Errorf("faq ask %v: %v %s", tt.args[len(tt.args)-1], err, out)
+		}
+	}
+	if _, _, err := runCmd(t, env(), "faq", "ask", "--file", filepath.Join(dir, "missing")); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("faq ask --file missing: %v", err)
 	}
 }
 

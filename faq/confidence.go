@@ -1,0 +1,159 @@
+package faq
+
+import (
+	"cmp"
+	"math"
+	"slices"
+)
+
+// features describes how well the best-ranked entry explains a question, for the confidence model: the first
+// stage's score and margin, the best phrasing's and the phrasings' centroid's similarities, how much of the
+// question the entry's texts contain, how much of it no entry knows, the best entry of the other kind (an
+// out-of-scope entry against an answer, and the reverse), and whether the entry matched in the reply language.
+func (m *Matcher) features(r ranking, lang Lang) []float64 {
+	if len(r.ranked) == 0 {
+		return nil
+	}
+	top := r.ranked[0]
+	unit := int32(slices.Index(m.base.Entries, top.Entry))
+	li := r.from[unit]
+	q := r.queries[li]
+	doc, centroid, coverage := m.indexes[li].detail(q, unit)
+	known := 0.0
+	for _, w := range q.w {
+		known += w * w
+	}
+	unknown := 0.0
+	if q.norm > 0 {
+		unknown = 1 - known/(q.norm*q.norm)
+	}
+	s2, other := 0.0, 0.0
+	if len(r.ranked) > 1 {
+		s2 = r.ranked[1].Score
+	}
+	for _, s := range r.ranked[1:] {
+		if s.Entry.Scoped() != top.Entry.Scoped() {
+			other = s.Score
+			break
+		}
+	}
+	oos, home := 0.0, 0.0
+	if !top.Entry.Scoped() {
+		oos = 1
+	}
+	if Langs[li] == lang {
+		home = 1
+	}
+	return []float64{1, top.Score, top.Score - s2, doc, centroid, coverage, unknown, other, oos,
+		math.Log1p(float64(q.words)), home}
+}
+
+// confidence is the probability, by the logistic model with weights w, that answering with the best-ranked entry
+// is right.
+func confidence(w, x []float64) float64 {
+	z := 0.0
+	for i := range x {
+		z += w[i] * x[i]
+	}
+	return 1 / (1 + math.Exp(-z))
+}
+
+// trainConfidence fits the logistic model's weights to examples (features and whether answering was right) by
+// gradient descent with L2 regularisation, in a fixed order and number of steps, so that the same data always
+// gives the same weights.
+func trainConfidence(xs [][]float64, ys []bool) []float64 {
+	if len(xs) == 0 {
+		return nil
+	}
+	w := make([]float64, len(xs[0]))
+	const (
+		epochs = 2000
+		rate   = 0.5
+		l2     = 1e-3
+	)
+	grad := make([]float64, len(w))
+	for range epochs {
+		clear(grad)
+		for i, x := range xs {
+			y := 0.0
+			if ys[i] {
+				y = 1
+			}
+			g := confidence(w, x) - y
+			for j := range x {
+				grad[j] += g * x[j]
+			}
+		}
+		for j := range w {
+			reg := l2 * w[j]
+			if j == 0 {
+				reg = 0
+			}
+			w[j] -= rate * (grad[j]/float64(len(xs)) + reg)
+		}
+	}
+	return w
+}
+
+// confidenceExamples turns labelled questions into the confidence model's examples: the features of the
+// best-ranked entry and whether answering with it is right (the expected entry; for an out-of-scope question, any
+// out-of-scope entry). Requests for a person, small talk and empty questions are decided before the model.
+func confidenceExamples(m *Matcher, cases []Case) (xs [][]float64, ys []bool) {
+	for _, c := range cases {
+		if c.Expect == ExpectHuman || c.Kind == KindSmallTalk || c.Kind == KindThanks {
+			continue
+		}
+		res, r := m.match(c.Question, Hint{})
+		if res.Reason == ReasonHuman || res.Reason == ReasonEmpty || len(r.ranked) == 0 {
+			continue
+		}
+		if e := r.ranked[0].Entry; e.Kind == KindSmallTalk || e.Kind == KindThanks {
+			continue
+		}
+		top := r.ranked[0].Entry
+		right := top.ID == c.Expect
+		if c.Kind == KindOutOfScope {
+			right = top.Kind == KindOutOfScope
+		}
+		xs = append(xs, m.features(r, res.Lang))
+		ys = append(ys, right)
+	}
+	return xs, ys
+}
+
+// answerThreshold returns the lowest confidence at which, on examples the model was not trained on (five folds),
+// answers are right at least precision of the time, and the share of the examples it answers.
+func answerThreshold(xs [][]float64, ys []bool, precision float64) (threshold, answered float64) {
+	const folds = 5
+	p := make([]float64, len(xs))
+	for k := range folds {
+		var tx [][]float64
+		var ty []bool
+		for i := range xs {
+			if i%folds != k {
+				tx, ty = append(tx, xs[i]), append(ty, ys[i])
+			}
+		}
+		w := trainConfidence(tx, ty)
+		for i := range xs {
+			if i%folds == k {
+				p[i] = confidence(w, xs[i])
+			}
+		}
+	}
+	order := make([]int, len(p))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(p[b], p[a]) })
+	threshold, right, n := 1.0, 0, 0
+	for k, i := range order {
+		if ys[i] {
+			right++
+		}
+		if float64(right) >= precision*float64(k+1) {
+			threshold, n = p[i], k+1
+		}
+	}
+	return threshold, float64(n) / float64(max(len(p), 1))
+}
