@@ -9,7 +9,8 @@ import (
 // features describes how well the best-ranked entry explains a question, for the confidence model: the first
 // stage's score and margin, the best phrasing's and the phrasings' centroid's similarities, how much of the
 // question the entry's texts contain, how much of it no entry knows, the best entry of the other kind (an
-// out-of-scope entry against an answer, and the reverse), and whether the entry matched in the reply language.
+// out-of-scope entry against an answer, and the reverse), whether the entry matched in the reply language, and how
+// many entries come close to it ("reporting" fits a dozen).
 func (m *Matcher) features(r ranking, lang Lang) []float64 {
 	if len(r.ranked) == 0 {
 		return nil
@@ -44,15 +45,22 @@ func (m *Matcher) features(r ranking, lang Lang) []float64 {
 	if Langs[li] == lang {
 		home = 1
 	}
+	close := 0
+	for _, s := range r.ranked[1:] {
+		if s.Score < 0.8*top.Score {
+			break
+		}
+		close++
+	}
 	return []float64{1, top.Score, top.Score - s2, doc, centroid, coverage, unknown, other, oos,
-		math.Log1p(float64(q.words)), home}
+		math.Log1p(float64(q.words)), home, math.Log1p(float64(close))}
 }
 
 // confidence is the probability, by the logistic model with weights w, that answering with the best-ranked entry
 // is right.
 func confidence(w, x []float64) float64 {
 	z := 0.0
-	for i := range x {
+	for i := range min(len(w), len(x)) { // while `make model` retrains for a new feature, the old weights lack it
 		z += w[i] * x[i]
 	}
 	return 1 / (1 + math.Exp(-z))
