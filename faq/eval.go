@@ -258,13 +258,14 @@ func pct(a, b int) float64 {
 func (rep *Report) Print(w io.Writer) {
 	c := rep.Config
 	fmt.Fprintf(w, "thresholds: answer at confidence %.3f  suggest %.2f  human %.2f\n\n", c.Answer, c.Suggest, c.Human)
-	fmt.Fprintf(w, "%-4s %4s  %-21s %7s  %-21s %9s %6s %5s\n", "lang", "n", "answered [95% CI]", "suggest", "wrong [95% CI]", "escalated", "top-1", "MRR")
+	fmt.Fprintf(w, "%-4s %4s  %-25s %-25s %-22s %-22s %6s %5s\n", "lang", "n", "answered [95% CI]", "suggested", "wrong", "escalated", "top-1", "MRR")
 	for _, s := range rep.ByLang() {
-		fmt.Fprintf(w, "%-4s %4d  %-21s %6.1f%%  %-21s %8.1f%% %5.1f%% %5.3f\n", s.Lang, s.N, interval(s.Answered, s.N),
-			pct(s.Suggested, s.N), interval(s.Wrong, s.N), pct(s.Escalated, s.N), pct(s.Top1, s.N), s.RR/float64(max(s.N, 1)))
+		fmt.Fprintf(w, "%-4s %4d  %-25s %-25s %-22s %-22s %5.1f%% %5.3f\n", s.Lang, s.N, interval(s.Answered, s.N), interval(s.Suggested, s.N),
+			interval(s.Wrong, s.N), interval(s.Escalated, s.N), pct(s.Top1, s.N), s.RR/float64(max(s.N, 1)))
 	}
-	fmt.Fprintf(w, "(in-scope questions. answered: with the expected entry in the question's language; suggest: the expected\n"+
-		"entry among the choices offered; wrong: answered with another entry; 95%% CI: Wilson score interval)\n\n")
+	fmt.Fprintf(w, "(in-scope questions. answered: with the expected entry in the question's language; suggested: the expected\n"+
+		"entry among the choices offered; wrong: answered with another entry; escalated: handed to staff; [95%% CI]: Wilson\n"+
+		"score interval; top-1 and MRR: the expected entry's rank)\n\n")
 	wrong, _ := rep.count(func(Outcome) bool { return true }, Outcome.ConfidentlyWrong)
 	fmt.Fprintf(w, "confidently wrong, of all %d questions: %s\n", len(rep.Outcomes), interval(wrong, len(rep.Outcomes)))
 	own, _ := rep.count(func(Outcome) bool { return true }, func(o Outcome) bool { return o.Got.Lang == o.Lang })

@@ -188,7 +188,7 @@ func TestFaqEval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"lang    n  answered [95% CI]     suggest  wrong [95% CI]        escalated", "\nde ", "confidently wrong, of all",
+	for _, want := range []string{"lang    n  answered [95% CI]         suggested                 wrong                  escalated", "\nde ", "confidently wrong, of all",
 		"reply in the question's language:", "out of scope not answered:", "small talk replied to:", "requests for a person escalated:", "other misses"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("eval output lacks %q:\n%s", want, out)
