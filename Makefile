@@ -64,7 +64,7 @@ run: redis-server build
 test: redis-server chromium
 	go test -race -count=1 ./...
 
-# words: rebuild faq/words/words.txt.gz, the real words typo correction leaves alone, from Debian's word lists and
+# words: rebuild faq/words/LANG.txt.gz, the real words typo correction leaves alone, from Debian's word lists and
 # hunspell dictionaries (faq/words/README.md).
 words:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wbritish-large wngerman witalian wfrench wspanish \
