@@ -66,9 +66,13 @@ test: redis-server chromium
 
 # words: rebuild faq/words/LANG.txt.gz, the real words typo correction leaves alone, from Debian's word lists and
 # hunspell dictionaries (faq/words/README.md).
+WORD_PACKAGES := wbritish-large wngerman witalian wfrench wspanish hunspell-en-us hunspell-de-de hunspell-it hunspell-fr hunspell-es
 words:
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wbritish-large wngerman witalian wfrench wspanish \
-	  hunspell-en-us hunspell-de-de hunspell-it hunspell-fr hunspell-es >/dev/null
+	@if [ "$$(id -u)" = 0 ]; then \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(WORD_PACKAGES) >/dev/null; \
+	elif ! dpkg -s $(WORD_PACKAGES) >/dev/null 2>&1; then \
+	  echo "the word lists need:  sudo apt-get install -y $(WORD_PACKAGES)" >&2; exit 1; \
+	fi
 	go test ./faq -run '^TestWordList$$' -words -v
 
 # model: retrain the matcher's confidence model on the labelled questions of faq/testdata (not the frozen

@@ -339,7 +339,11 @@ func (e *Engine) notHelped(ctx context.Context, m Message, conv *conv, lang faq.
 }
 
 func (e *Engine) question(ctx context.Context, m Message, conv *conv, text string) error {
-	res := e.matcher().Match(text, faq.Hint{App: m.LangHint, Chat: conv.Lang})
+	hint := faq.Hint{App: m.LangHint, Chat: conv.Lang}
+	if conv.Fixed { // chosen with /language: stronger evidence than the phone's setting
+		hint.App = conv.Lang
+	}
+	res := e.matcher().Match(text, hint)
 	lang := res.Lang
 	if conv.Fixed {
 		lang = conv.Lang

@@ -73,17 +73,18 @@ func evalQuestions(tb testing.TB) []string {
 // BenchmarkWordList: loading the embedded word list, done once per process at the first typo to check.
 func BenchmarkWordList(b *testing.B) {
 	var before, after runtime.MemStats
+	var lists [5]wordList
 	for b.Loop() {
-		wordLists = [5]wordList{}
+		lists = [5]wordList{}
 		runtime.GC()
 		runtime.ReadMemStats(&before)
-		loadWords()
+		lists = loadWordLists()
 		runtime.GC()
 		runtime.ReadMemStats(&after)
 	}
 	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc), "list-bytes")
 	n := 0
-	for _, wl := range wordLists {
+	for _, wl := range lists {
 		n += len(wl.starts)
 	}
 	b.ReportMetric(float64(n), "words")

@@ -12,7 +12,7 @@ import (
 // out-of-scope entry against an answer, and the reverse), whether the entry matched in the reply language, and how
 // many entries come close to it ("reporting" fits a dozen).
 func (m *Matcher) features(r ranking, lang Lang) []float64 {
-	if len(r.ranked) == 0 {
+	if len(r.ranked) == 0 || r.from == nil {
 		return nil
 	}
 	top := r.ranked[0]
@@ -45,15 +45,15 @@ func (m *Matcher) features(r ranking, lang Lang) []float64 {
 	if Langs[li] == lang {
 		home = 1
 	}
-	close := 0
+	near := 0
 	for _, s := range r.ranked[1:] {
 		if s.Score < 0.8*top.Score {
 			break
 		}
-		close++
+		near++
 	}
 	return []float64{1, top.Score, top.Score - s2, doc, centroid, coverage, unknown, other, oos,
-		math.Log1p(float64(q.words)), home, math.Log1p(float64(close))}
+		math.Log1p(float64(q.words)), home, math.Log1p(float64(near))}
 }
 
 // confidence is the probability, by the logistic model with weights w, that answering with the best-ranked entry
@@ -149,6 +149,13 @@ func answerThreshold(xs [][]float64, ys []bool, precision float64) (threshold, a
 			}
 		}
 	}
+	threshold, n := lowestThreshold(p, ys, precision)
+	return threshold, float64(n) / float64(max(len(p), 1))
+}
+
+// lowestThreshold returns the lowest of the confidences p at which the examples at or above it are right (ys) at
+// least precision of the time, rounded down to a thousandth, and how many examples that is; 1 and 0 when none is.
+func lowestThreshold(p []float64, ys []bool, precision float64) (float64, int) {
 	order := make([]int, len(p))
 	for i := range order {
 		order[i] = i
@@ -160,8 +167,8 @@ func answerThreshold(xs [][]float64, ys []bool, precision float64) (threshold, a
 			right++
 		}
 		if float64(right) >= precision*float64(k+1) {
-			threshold, n = p[i], k+1
+			threshold, n = math.Floor(p[i]*1000)/1000, k+1
 		}
 	}
-	return threshold, float64(n) / float64(max(len(p), 1))
+	return threshold, n
 }

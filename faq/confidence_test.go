@@ -56,6 +56,9 @@ func TestConfidenceModel(t *testing.T) {
 	}
 	cases = append(cases, noiseCases()...)
 	xs, ys := confidenceExamples(m, cases)
+	if len(xs[0]) != len(modelWeights) && !*makeModel {
+		t.Fatalf("the model has %d weights for %d features: run make model", len(modelWeights), len(xs[0]))
+	}
 	w := trainConfidence(xs, ys)
 	threshold, answered := answerThreshold(xs, ys, TargetPrecision)
 	var b strings.Builder

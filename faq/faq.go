@@ -134,8 +134,8 @@ func (b *Base) TopicEntries(topic string) []*Entry {
 }
 
 // RequestWords are the words that make a question a request for a person: it names someone who could help (People)
-// and has words of two of the other lists: a way of getting in touch, a word pointing at the platform or the person
-// asking, the words of a request.
+// and a way of getting in touch (Contact), with a word pointing at the platform or the person asking (Addressed) or
+// the words of a request (Asking).
 type RequestWords struct {
 	People, Contact, Addressed, Asking []string
 }

@@ -64,7 +64,8 @@ type Result struct {
 	Lang     Lang    // the language to reply in
 	Entry    *Entry  // the answer, when Decision is Answer
 	Score    float64 // the best entry's score (or the request for a person's)
-	// Confidence is the confidence model's probability that the best entry is the right answer.
+	// Confidence is the confidence model's probability that the best entry is the right answer; 0 when the model
+	// did not run (small talk, a request for a person, an empty question).
 	Confidence float64
 	// Suggestions are the entries to offer: the choices when suggesting, further reading when answering.
 	Suggestions []Scored
@@ -161,6 +162,7 @@ const maxSmallTalkWords = 8
 
 // NewMatcher indexes a base.
 func NewMatcher(b *Base, cfg Config) *Matcher {
+	loadWords()
 	m := &Matcher{base: b, cfg: cfg, syn: newSynonyms(b.Synonyms), handoff: int32(len(b.Entries))}
 	for _, lang := range Langs {
 		var texts []unitText
@@ -322,14 +324,14 @@ type ranking struct {
 
 // rank scores every entry for question. Entries are scored in every language's index and keep their best score,
 // so a question in one language still finds an entry through the acronyms and terms it shares with another.
-func (m *Matcher) rank(question string, prefer Lang) ranking {
+func (m *Matcher) rank(question string, prefer Lang, home int) ranking {
 	tokens := m.syn.tokens(foldPhrase(question))
 	scores := make([]float64, len(m.base.Entries)+1)
 	r := ranking{empty: true, asks: m.asks(question), from: make([]int8, len(scores)), queries: make([]queryVec, len(Langs))}
 	keep := m.keep(question)
 	for _, li := range langOrder(prefer) {
 		ix := m.indexes[li]
-		q := ix.query(tokens, keep, li, slices.Index(Langs, prefer))
+		q := ix.query(tokens, keep, li, home)
 		r.queries[li] = q
 		if q.words > 0 {
 			r.empty = false
@@ -357,9 +359,11 @@ func (m *Matcher) rank(question string, prefer Lang) ranking {
 	return r
 }
 
-// asks reports whether a question has, in one language, a word of people and either nothing else or words of two
-// of the other lists of requestWords: "could one of your advisers call me?" asks for a person whatever else it says; "who should be our
-// contact person for whistleblowing?" does not, as it neither points at the platform's side nor asks for anything.
+// asks reports whether a question, in one language, names someone of people and a way of getting in touch
+// (contact), and points at the platform or the person asking (addressed) or asks (asking): "could one of your
+// advisers call me?" asks for a person whatever else it says; "who should be our contact person for
+// whistleblowing?" does not, and neither does "could you explain human rights due diligence?". A message that only
+// names such people ("agent humain", "Mitarbeiter bitte") asks for them too.
 func (m *Matcher) asks(question string) bool {
 	folded := foldPhrase(question)
 	words := map[string]bool{}
@@ -375,16 +379,8 @@ func (m *Matcher) asks(question string) bool {
 		if !rw.people.in(folded, words, terms) {
 			continue
 		}
-		if rw.onlyPeople(terms) { // "agent humain", "Mitarbeiter bitte"
-			return true
-		}
-		n := 0
-		for _, ws := range []wordSet{rw.contact, rw.addressed, rw.asking} {
-			if ws.in(folded, words, terms) {
-				n++
-			}
-		}
-		if n >= 2 {
+		if rw.onlyPeople(terms) ||
+			rw.contact.in(folded, words, terms) && (rw.addressed.in(folded, words, terms) || rw.asking.in(folded, words, terms)) {
 			return true
 		}
 	}
@@ -394,15 +390,10 @@ func (m *Matcher) asks(question string) bool {
 // keep returns the words of a question that typo correction leaves alone: the words of every index, and the words
 // the question writes in capitals, which are names and acronyms ("AENOR" is not "menor").
 func (m *Matcher) keep(question string) func(string) bool {
-	var names map[string]bool
-	for _, raw := range strings.Fields(question) {
-		if acronym(raw) {
-			if names == nil {
-				names = map[string]bool{}
-			}
-			for _, w := range strings.Fields(foldPhrase(raw)) {
-				names[w] = true
-			}
+	names := map[string]bool{}
+	for _, raw := range acronyms(question) {
+		for _, w := range strings.Fields(foldPhrase(raw)) {
+			names[w] = true
 		}
 	}
 	return func(w string) bool { return m.known[w] || names[w] }
@@ -438,11 +429,15 @@ func (m *Matcher) match(question string, hint Hint) (Result, ranking) {
 	if !said {
 		st.entry, st.langs = m.smallTalk(question)
 	}
-	lang := m.replyLang(question, st.langs, hint)
+	lang, sure := m.replyLang(question, st.langs, hint)
 	if said {
 		return m.smallTalkResult(st.entry, lang)
 	}
-	r := m.rank(question, lang)
+	home := -1 // the question's language, when its words make it clear: other languages then match only loanwords
+	if sure {
+		home = slices.Index(Langs, lang)
+	}
+	r := m.rank(question, lang, home)
 	if st.entry != nil && r.handoff < m.cfg.Human && !r.asks { // not "a human, not a bot"
 		return m.smallTalkResult(st.entry, lang)
 	}
@@ -455,6 +450,9 @@ func (m *Matcher) smallTalkResult(e *Entry, lang Lang) (Result, ranking) {
 	return Result{Decision: Answer, Entry: e, Score: 1, Lang: lang}, ranking{ranked: []Scored{{Entry: e, Score: 1}}}
 }
 
+// wordVote is what a word of the word lists (isWordIn) adds to the languages it belongs to.
+const wordVote = 0.5
+
 // How much the chat app's language and the conversation's count when the question's own words point to several
 // languages: less than one function word, so that they only break near ties.
 const (
@@ -465,8 +463,9 @@ const (
 // replyLang is the language to reply in: the question's own when its words say (langVotes, and the languages of
 // the small-talk phrasing it is, if any), with the hints as further evidence; when they do not ("scope 3?",
 // "ISO 26000"), the chat app's language, then the conversation's, then the platform's default. Never the language
-// of whichever phrasing matched: acronyms and loanwords are in the phrasings of every language.
-func (m *Matcher) replyLang(question string, said []Lang, hint Hint) Lang {
+// of whichever phrasing matched: acronyms and loanwords are in the phrasings of every language. sure reports
+// whether the words alone left no doubt.
+func (m *Matcher) replyLang(question string, said []Lang, hint Hint) (lang Lang, sure bool) {
 	votes := m.langVotes(question)
 	for _, l := range said { // "danke" says German; "ok", said everywhere, says little
 		votes[slices.Index(Langs, l)] += 1 / float64(len(said))
@@ -475,31 +474,41 @@ func (m *Matcher) replyLang(question string, said []Lang, hint Hint) Lang {
 	for _, v := range votes {
 		fromText = fromText || v >= 1
 	}
+	// Ties and a question without evidence go to the chat app's language, the conversation's, the default.
+	order := []Lang{hint.App, hint.Chat, m.cfg.Lang}
 	if !fromText {
 		can := Langs
 		if len(said) > 0 {
 			can = said
 		}
-		for _, l := range []Lang{hint.App, hint.Chat, m.cfg.Lang} {
+		for _, l := range order {
 			if slices.Contains(can, l) {
-				return l
+				return l, false
 			}
 		}
-		return can[0]
+		return can[0], false
 	}
+	own := votes
 	if i := slices.Index(Langs, hint.App); i >= 0 {
 		votes[i] += appVote
 	}
 	if i := slices.Index(Langs, hint.Chat); i >= 0 {
 		votes[i] += chatVote
 	}
-	best := 0
-	for i := 1; i < len(votes); i++ {
-		if votes[i] > votes[best] {
+	best := -1
+	for _, l := range append(order, Langs...) {
+		if i := slices.Index(Langs, l); i >= 0 && (best < 0 || votes[i] > votes[best]) {
 			best = i
 		}
 	}
-	return Langs[best] // ties go to the earlier language of Langs: English first
+	// Sure when the words alone put the language a clear vote ahead of every other.
+	sure = true
+	for i, v := range own {
+		if i != best && own[best]-v < 1 {
+			sure = false
+		}
+	}
+	return Langs[best], sure
 }
 
 // decide fills in the decision for a ranking with the matcher's thresholds: answer when the confidence model is
@@ -562,16 +571,17 @@ var fromWhatlang = map[whatlanggo.Lang]Lang{
 
 // langVotes weighs the evidence a question's words give for each language, in the order of Langs. Chat questions
 // are short, where trigram statistics (whatlanggo) alone are weak; the function words each language's stop list
-// holds ("the", "und", "per", "les", "una") are strong. Each stop word votes for its languages and whatlanggo adds
-// its confidence (0 to 1) to its guess. A language with at least one vote is evidence; on the evaluation sets the
-// language with the most votes was right for 97% of the questions, against 93% for whatlanggo with a threshold.
+// holds ("the", "und", "per", "les", "una") are strong, and so are words that only some languages have ("huella").
+// Each stop word votes for its languages, each word of the word lists shares wordVote among its languages, and
+// whatlanggo adds its confidence (0 to 1) to its guess. A language with at least one vote is evidence.
 func (m *Matcher) langVotes(question string) [5]float64 {
 	if len(question) > MaxQuery {
 		question = question[:MaxQuery]
 	}
 	var votes [5]float64
+	names := acronyms(question)
 	for _, raw := range strings.Fields(question) {
-		if acronym(raw) { // "ESA" is not the Spanish "esa"
+		if slices.Contains(names, raw) { // "ESA" is not the Spanish "esa"
 			continue
 		}
 		for _, w := range strings.Fields(foldPhrase(raw)) {
@@ -579,6 +589,21 @@ func (m *Matcher) langVotes(question string) [5]float64 {
 				if stop[w] {
 					votes[i]++
 				}
+			}
+		}
+	}
+	// A longer word found in the word lists of some of the languages only votes for them, with half a stop
+	// word's weight shared among them: "huella" is Spanish, "carbono" Spanish or Italian.
+	for _, w := range strings.Fields(foldPhrase(question)) {
+		var in []int
+		for li := range Langs {
+			if isWordIn(w, li) {
+				in = append(in, li)
+			}
+		}
+		if len(in) > 0 && len(in) < len(Langs) {
+			for _, li := range in {
+				votes[li] += wordVote / float64(len(in))
 			}
 		}
 	}
@@ -594,6 +619,24 @@ func (m *Matcher) langVotes(question string) [5]float64 {
 		votes[slices.Index(Langs, l)] += info.Confidence
 	}
 	return votes
+}
+
+// acronyms returns the words of a question written in capitals only ("AENOR", "CSRD"), unless the whole message
+// is: shouting is no list of names.
+func acronyms(question string) []string {
+	if len(question) > MaxQuery {
+		question = question[:MaxQuery]
+	}
+	if !strings.ContainsFunc(question, unicode.IsLower) {
+		return nil
+	}
+	var out []string
+	for _, w := range strings.Fields(question) {
+		if acronym(w) {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // acronym reports whether a word is written in capitals only, with two letters or more.
@@ -773,7 +816,7 @@ type queryVec struct {
 }
 
 // query analyses a question into a weighted vector of the index's terms; li is the index's language and home the
-// question's, both as positions in Langs. A word that no language's index knows is
+// question's, both as positions in Langs (home -1 when the question's language is not clear). A word that no language's index knows is
 // corrected to a known word one or two typos away unless it is a real word (isWord), or split into two known words
 // (German compounds); failing that, or when the word belongs to another language, it only adds to the vector's
 // length.
@@ -793,7 +836,7 @@ func (ix *index) query(tokens []token, keep func(string) bool, li, home int) que
 	words := ix.an.words(tokens)
 	q.words = len(words)
 	for _, w := range words {
-		if _, written := ix.surface[w.surface]; li != home && (!written || isWordIn(w.surface, home)) {
+		if _, written := ix.surface[w.surface]; home >= 0 && li != home && (!written || isWordIn(w.surface, home)) {
 			// Another language than the question's (home) shares acronyms, names and loanwords with it, written
 			// the same; its stems, typos and words that are words of the question's language too would be false
 			// friends ("carbonara" is no Spanish "carbono", the French "donne" no Italian "donne").
@@ -991,40 +1034,54 @@ func (ix *index) detail(q queryVec, unit int32) (doc, centroid, coverage float64
 // evaluation set (top-1 accuracy and few confident wrong answers), then checked on the held-out set.
 const centroidShare = 0.6
 
-// Explain describes how the matcher read a question: the terms it kept in each language (with their weights,
-// typo corrections included) and the best entries. It is for people tuning the knowledge base.
-func (m *Matcher) Explain(question string, k int) string {
+// Explain describes how the matcher read a question: the reply language, the terms it kept in each language (with
+// their weights, typo corrections included), the request for a person, and the best entries. It is for people
+// tuning the knowledge base.
+func (m *Matcher) Explain(question string, hint Hint, k int) string {
 	var b strings.Builder
-	tokens := m.syn.tokens(foldPhrase(question))
-	lang := m.replyLang(question, nil, Hint{})
-	fmt.Fprintf(&b, "language: %s\n", lang)
-	keep := m.keep(question)
+	res, r := m.match(question, hint)
+	fmt.Fprintf(&b, "language: %s\n", res.Lang)
 	for li, ix := range m.indexes {
-		q := ix.query(tokens, keep, li, slices.Index(Langs, lang))
-		names := make(map[int32]string, len(q.terms))
-		for term, id := range ix.terms {
-			if slices.Contains(q.terms, id) {
-				names[id] = term
-			}
+		if li >= len(r.queries) { // small talk, recognised before the indexes are asked
+			break
 		}
 		fmt.Fprintf(&b, "%s:", Langs[li])
-		for i, id := range q.terms {
-			fmt.Fprintf(&b, " %s=%.2f", names[id], q.w[i])
+		for _, t := range ix.read(r.queries[li]) {
+			fmt.Fprintf(&b, " %s=%.2f", t.term, t.w)
 		}
-		fmt.Fprintf(&b, "  (length %.2f)\n", q.norm)
+		fmt.Fprintf(&b, "  (length %.2f)\n", r.queries[li].norm)
 	}
-	r := m.rank(question, lang)
-	fmt.Fprintf(&b, "request for a person: %.3f\n", r.handoff)
+	fmt.Fprintf(&b, "request for a person: %.3f (request words: %v)\n", r.handoff, r.asks)
 	for _, s := range r.ranked[:min(k, len(r.ranked))] {
 		fmt.Fprintf(&b, "%.3f %s\n", s.Score, s.Entry.ID)
 	}
 	return b.String()
 }
 
+type readTerm struct {
+	term string
+	w    float64
+}
+
+// read names the terms of a query vector, in its order.
+func (ix *index) read(q queryVec) []readTerm {
+	names := make(map[int32]string, len(q.terms))
+	for term, id := range ix.terms {
+		if slices.Contains(q.terms, id) {
+			names[id] = term
+		}
+	}
+	out := make([]readTerm, len(q.terms))
+	for i, id := range q.terms {
+		out[i] = readTerm{names[id], q.w[i]}
+	}
+	return out
+}
+
 // Alternatives returns the likely entries for question other than the one already shown, for a person who said
 // the answer did not help: up to MaxSuggestions that reach the suggestion threshold.
 func (m *Matcher) Alternatives(question string, lang Lang, shown string) []Scored {
-	r := m.rank(question, lang)
+	r := m.rank(question, lang, -1)
 	others := slices.DeleteFunc(r.ranked, func(s Scored) bool { return s.Entry.ID == shown })
 	return m.suggestions(others)
 }

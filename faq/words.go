@@ -27,7 +27,7 @@ type wordList struct {
 
 var (
 	wordsOnce sync.Once
-	wordLists [5]wordList // in the order of Langs
+	wordLists [5]wordList // in the order of Langs; loaded by NewMatcher
 )
 
 // isWord reports whether w (folded) is a word of one of the five languages.
@@ -40,13 +40,23 @@ func isWord(w string) bool {
 	return false
 }
 
-// isWordIn reports whether w (folded) is a word of the language Langs[li].
+// loadWords loads the word lists once per process; NewMatcher calls it, so that no question waits for it.
+func loadWords() { wordsOnce.Do(func() { wordLists = loadWordLists() }) }
+
+// isWordIn reports whether w (folded) is a word of the language Langs[li]; false for any li outside Langs.
 func isWordIn(w string, li int) bool {
-	wordsOnce.Do(loadWords)
+	loadWords()
+	if li < 0 || li >= len(wordLists) {
+		return false
+	}
+	return wordLists[li].has(w)
+}
+
+// has reports whether w is in the list.
+func (wl *wordList) has(w string) bool {
 	if len(w) < minFuzzy || len(w) > maxFuzzy {
 		return false
 	}
-	wl := &wordLists[li]
 	word := func(i int) string {
 		end := len(wl.blob)
 		if i+1 < len(wl.starts) {
@@ -58,17 +68,20 @@ func isWordIn(w string, li int) bool {
 	return i < len(wl.starts) && word(i) == w
 }
 
-func loadWords() {
+// loadWordLists reads the embedded lists, about 70 ms and 18 MB of memory for their million words.
+func loadWordLists() [5]wordList {
+	var lists [5]wordList
 	for li, lang := range Langs {
 		name := "words/" + string(lang) + ".txt.gz"
 		gz, err := wordFiles.ReadFile(name)
 		if err == nil {
-			wordLists[li], err = parseWordList(gz)
+			lists[li], err = parseWordList(gz)
 		}
 		if err != nil {
 			panic("faq: the embedded word list " + name + ": " + err.Error()) // built into the binary: cannot fail
 		}
 	}
+	return lists
 }
 
 // parseWordList reads a gzipped list of sorted words, one a line.

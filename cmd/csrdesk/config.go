@@ -87,7 +87,12 @@ func parseConfig(getenv func(string) string) (config, error) {
 	str("CSRDESK_HTTP_ADDR", &c.HTTPAddr)
 	str("CSRDESK_PUBLIC_URL", &c.PublicURL)
 	str("CSRDESK_FAQ_DIR", &c.FAQDir)
-	score("CSRDESK_FAQ_ANSWER", &c.FAQ.Answer)
+	score("CSRDESK_FAQ_CONFIDENCE", &c.FAQ.Answer)
+	for _, old := range []string{"CSRDESK_FAQ_ANSWER", "CSRDESK_FAQ_MARGIN"} {
+		if getenv(old) != "" {
+			errs = append(errs, fmt.Sprintf("%s is gone: the matcher now answers when its confidence model is sure enough, set by CSRDESK_FAQ_CONFIDENCE (a probability, default %.3f); unset %s", old, faq.DefaultConfig().Answer, old))
+		}
+	}
 	score("CSRDESK_FAQ_SUGGEST", &c.FAQ.Suggest)
 	score("CSRDESK_FAQ_HUMAN", &c.FAQ.Human)
 	if v := getenv("CSRDESK_DEFAULT_LANG"); v != "" {

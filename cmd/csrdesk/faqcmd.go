@@ -189,7 +189,7 @@ func faqAsk(cfg config, args []string, stdout io.Writer) error {
 	}
 	r := m.Match(question, faq.Hint{App: hint})
 	if *explain {
-		fmt.Fprint(stdout, m.Explain(question, 5), "\n")
+		fmt.Fprint(stdout, m.Explain(question, faq.Hint{App: hint}, 5), "\n")
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -244,7 +244,7 @@ func faqEval(cfg config, args []string, stdout io.Writer) error {
 	}
 	if *calibrate {
 		best := faq.Calibrate(m, cases)
-		fmt.Fprintf(stdout, "calibrated thresholds (set them as CSRDESK_FAQ_ANSWER, _SUGGEST, _HUMAN):\n"+
+		fmt.Fprintf(stdout, "calibrated thresholds (set them as CSRDESK_FAQ_CONFIDENCE, _SUGGEST, _HUMAN):\n"+
 			"  answer at confidence %.3f  suggest %.2f  human %.2f\n\n", best.Answer, best.Suggest, best.Human)
 		m = m.WithConfig(best)
 	}

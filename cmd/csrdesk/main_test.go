@@ -132,8 +132,11 @@ func TestFaqAskUsage(t *testing.T) {
 			t.Errorf("%v: err %v, want a usage error (exit status 2)", args, err)
 		}
 	}
-	if _, _, err := runCmd(t, env("CSRDESK_FAQ_ANSWER", "high"), "faq", "check"); err == nil || !strings.Contains(err.Error(), "CSRDESK_FAQ_ANSWER") {
-		t.Errorf("bad threshold: err %v, want one naming CSRDESK_FAQ_ANSWER", err)
+	if _, _, err := runCmd(t, env("CSRDESK_FAQ_CONFIDENCE", "high"), "faq", "check"); err == nil || !strings.Contains(err.Error(), "CSRDESK_FAQ_CONFIDENCE") {
+		t.Errorf("bad threshold: err %v, want one naming CSRDESK_FAQ_CONFIDENCE", err)
+	}
+	if _, _, err := runCmd(t, env("CSRDESK_FAQ_ANSWER", "0.26"), "faq", "check"); err == nil || !strings.Contains(err.Error(), "CSRDESK_FAQ_ANSWER is gone") {
+		t.Errorf("the old score threshold: err %v, want one saying it is gone", err)
 	}
 	if _, _, err := runCmd(t, env("CSRDESK_DEFAULT_LANG", "pt"), "faq", "check"); err == nil || !strings.Contains(err.Error(), `CSRDESK_DEFAULT_LANG="pt"`) {
 		t.Errorf("bad default language: err %v, want one naming CSRDESK_DEFAULT_LANG", err)
@@ -157,7 +160,9 @@ func TestFaqAskAnything(t *testing.T) {
 		"binary": binary,
 	}
 	for name, data := range files {
-		os.WriteFile(filepath.Join(dir, name), data, 0o644)
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, tt := range []struct {
 		args  []string
@@ -167,7 +172,7 @@ func TestFaqAskAnything(t *testing.T) {
 		{[]string{"hi"}, func(a answerJSON) bool { return a.Entry != nil && a.Entry.ID == "smalltalk-hello" }},
 		{[]string{"asdkjh qweoiu zxcmnb"}, func(a answerJSON) bool { return a.Decision == faq.Escalate && a.Reason == faq.ReasonNoMatch }},
 		{[]string{"--file", filepath.Join(dir, "1mb")}, func(a answerJSON) bool { return a.Entry != nil && a.Entry.ID == "csrd-scope" }},
-		{[]string{"--file", filepath.Join(dir, "binary")}, func(a answerJSON) bool { return a.Decision != faq.Answer || a.Entry.Kind != faq.KindAnswer }},
+		{[]string{"--file", filepath.Join(dir, "binary")}, func(a answerJSON) bool { return a.Decision != faq.Answer || a.Entry != nil && a.Entry.Kind != faq.KindAnswer }},
 	} {
 		out, _, err := runCmd(t, env(), append([]string{"faq", "ask", "--json"}, tt.args...)...)
 		var a answerJSON
@@ -193,6 +198,10 @@ func TestFaqEval(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("eval output lacks %q:\n%s", want, out)
 		}
+	}
+	out, _, err = runCmd(t, env(), "faq", "eval", "--calibrate", "../../faq/testdata/blind.tsv")
+	if err != nil || !strings.Contains(out, "calibrated thresholds") || !strings.Contains(out, "answer at confidence 0.") {
+		t.Errorf("faq eval --calibrate: %v\n%s", err, out)
 	}
 	bad := filepath.Join(t.TempDir(), "bad.tsv")
 	os.WriteFile(bad, []byte("lang\texpect\tquestion\nen\tno-such-entry\twhat?\nxx\tnone\thello\n"), 0o644)
