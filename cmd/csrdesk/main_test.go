@@ -172,7 +172,9 @@ func TestFaqAskAnything(t *testing.T) {
 		{[]string{"hi"}, func(a answerJSON) bool { return a.Entry != nil && a.Entry.ID == "smalltalk-hello" }},
 		{[]string{"asdkjh qweoiu zxcmnb"}, func(a answerJSON) bool { return a.Decision == faq.Escalate && a.Reason == faq.ReasonNoMatch }},
 		{[]string{"--file", filepath.Join(dir, "1mb")}, func(a answerJSON) bool { return a.Entry != nil && a.Entry.ID == "csrd-scope" }},
-		{[]string{"--file", filepath.Join(dir, "binary")}, func(a answerJSON) bool { return a.Decision != faq.Answer || a.Entry != nil && a.Entry.Kind != faq.KindAnswer }},
+		{[]string{"--file", filepath.Join(dir, "binary")}, func(a answerJSON) bool {
+			return a.Decision != faq.Answer || a.Entry != nil && a.Entry.Kind != faq.KindAnswer
+		}},
 	} {
 		out, _, err := runCmd(t, env(), append([]string{"faq", "ask", "--json"}, tt.args...)...)
 		var a answerJSON
