@@ -373,8 +373,14 @@ func (m *Matcher) asks(question string) bool {
 	tokens := m.syn.tokens(folded)
 	for li, rw := range m.requests {
 		terms := map[string]bool{}
-		for _, w := range m.indexes[li].an.words(tokens) {
+		ix := m.indexes[li]
+		for _, w := range ix.an.words(tokens) {
 			terms[w.term] = true
+			if _, known := ix.terms[w.term]; !known && !isWord(w.surface) {
+				if t, ok := ix.correct(w.surface); ok { // "anrufn"
+					terms[t] = true
+				}
+			}
 		}
 		if !rw.people.in(folded, words, terms) {
 			continue
