@@ -70,7 +70,7 @@ func evalQuestions(tb testing.TB) []string {
 	return qs
 }
 
-// BenchmarkWordList: loading the embedded word list, done once per process at the first typo to check.
+// BenchmarkWordList: loading the embedded word lists, done once per process by the first NewMatcher.
 func BenchmarkWordList(b *testing.B) {
 	var before, after runtime.MemStats
 	var lists [5]wordList

@@ -47,10 +47,13 @@ func Calibrate(m *Matcher, cases []Case) Config {
 		}
 	}
 
-	xs, ys := confidenceExamples(m.WithConfig(cfg), cases)
-	p := make([]float64, len(xs))
-	for i, x := range xs {
-		p[i] = confidence(modelWeights, x)
+	var p []float64
+	var ys []bool
+	withHuman := m.WithConfig(cfg)
+	for _, it := range items {
+		if x, right, ok := withHuman.confidenceExample(it.c, it.lang, it.r); ok {
+			p, ys = append(p, confidence(modelWeights, x)), append(ys, right)
+		}
 	}
 	cfg.Answer, _ = lowestThreshold(p, ys, TargetPrecision)
 

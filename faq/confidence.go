@@ -9,8 +9,8 @@ import (
 // features describes how well the best-ranked entry explains a question, for the confidence model: the first
 // stage's score and margin, the best phrasing's and the phrasings' centroid's similarities, how much of the
 // question the entry's texts contain, how much of it no entry knows, the best entry of the other kind (an
-// out-of-scope entry against an answer, and the reverse), whether the entry matched in the reply language, and how
-// many entries come close to it ("reporting" fits a dozen).
+// out-of-scope entry against an answer, and the reverse), the question's length, whether the entry matched in the
+// reply language, and how many entries come close to it ("reporting" fits a dozen).
 func (m *Matcher) features(r ranking, lang Lang) []float64 {
 	if len(r.ranked) == 0 || r.from == nil {
 		return nil
@@ -103,30 +103,35 @@ func trainConfidence(xs [][]float64, ys []bool) []float64 {
 	return w
 }
 
-// confidenceExamples turns labelled questions into the confidence model's examples: the features of the
-// best-ranked entry and whether answering with it is right (the expected entry; for an out-of-scope question, any
-// out-of-scope entry). Requests for a person, small talk and empty questions are decided before the model.
+// confidenceExamples turns labelled questions into the confidence model's examples (confidenceExample).
 func confidenceExamples(m *Matcher, cases []Case) (xs [][]float64, ys []bool) {
 	for _, c := range cases {
-		if c.Expect == ExpectHuman || c.Kind == KindSmallTalk || c.Kind == KindThanks {
-			continue
-		}
 		res, r := m.match(c.Question, Hint{})
-		if res.Reason == ReasonHuman || res.Reason == ReasonEmpty || len(r.ranked) == 0 {
-			continue
+		if x, right, ok := m.confidenceExample(c, res.Lang, r); ok {
+			xs, ys = append(xs, x), append(ys, right)
 		}
-		if e := r.ranked[0].Entry; e.Kind == KindSmallTalk || e.Kind == KindThanks {
-			continue
-		}
-		top := r.ranked[0].Entry
-		right := top.ID == c.Expect
-		if c.Kind == KindOutOfScope {
-			right = top.Kind == KindOutOfScope
-		}
-		xs = append(xs, m.features(r, res.Lang))
-		ys = append(ys, right)
 	}
 	return xs, ys
+}
+
+// confidenceExample is the confidence model's example for a labelled question the matcher ranked as r: the
+// features of the best-ranked entry and whether answering with it is right (the expected entry; for an
+// out-of-scope question, any out-of-scope entry). ok is false for what is decided before the model: requests for a
+// person (by m's human threshold), small talk, empty questions.
+func (m *Matcher) confidenceExample(c Case, lang Lang, r ranking) (x []float64, right, ok bool) {
+	if c.Expect == ExpectHuman || c.Kind == KindSmallTalk || c.Kind == KindThanks ||
+		r.from == nil || r.empty || r.asks || r.handoff >= m.cfg.Human || len(r.ranked) == 0 {
+		return nil, false, false
+	}
+	top := r.ranked[0].Entry
+	if top.Kind == KindSmallTalk || top.Kind == KindThanks {
+		return nil, false, false
+	}
+	right = top.ID == c.Expect
+	if c.Kind == KindOutOfScope {
+		right = top.Kind == KindOutOfScope
+	}
+	return m.features(r, lang), right, true
 }
 
 // answerThreshold returns the lowest confidence at which, on examples the model was not trained on (five folds),

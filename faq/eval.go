@@ -138,8 +138,8 @@ func Evaluate(m *Matcher, cases []Case) *Report {
 	rep := &Report{Config: m.cfg}
 	for _, c := range cases {
 		res, r := m.match(c.Question, Hint{})
-		withApp, _ := m.match(c.Question, Hint{App: c.Lang})
-		o := Outcome{Case: c, Got: res, AppLang: withApp.Lang}
+		_, _, appLang, _ := m.readLang(c.Question, foldPhrase(c.Question), Hint{App: c.Lang})
+		o := Outcome{Case: c, Got: res, AppLang: appLang}
 		if len(r.ranked) > 0 {
 			o.Top = r.ranked[0].Entry.ID
 		}

@@ -239,8 +239,8 @@ func NewMatcher(b *Base, cfg Config) *Matcher {
 // when it is short and its every word but stop words is a word of one small-talk entry's phrasings, taking the
 // entry and language of the phrasing that shares the most of its words (Jaccard). "thanks a lot, really useful" is
 // thanks; "how much is a new lathe" is not, as no small-talk entry says "lathe".
-func (m *Matcher) smallTalk(question string) (*Entry, []Lang) {
-	words := strings.Fields(foldPhrase(question))
+func (m *Matcher) smallTalk(folded string) (*Entry, []Lang) {
+	words := strings.Fields(folded)
 	if len(words) == 0 || len(words) > maxSmallTalkWords {
 		return nil, nil
 	}
@@ -324,10 +324,10 @@ type ranking struct {
 
 // rank scores every entry for question. Entries are scored in every language's index and keep their best score,
 // so a question in one language still finds an entry through the acronyms and terms it shares with another.
-func (m *Matcher) rank(question string, prefer Lang, home int) ranking {
-	tokens := m.syn.tokens(foldPhrase(question))
+func (m *Matcher) rank(question, folded string, prefer Lang, home int) ranking {
+	tokens := m.syn.tokens(folded)
 	scores := make([]float64, len(m.base.Entries)+1)
-	r := ranking{empty: true, asks: m.asks(question), from: make([]int8, len(scores)), queries: make([]queryVec, len(Langs))}
+	r := ranking{empty: true, asks: m.asks(folded, tokens), from: make([]int8, len(scores)), queries: make([]queryVec, len(Langs))}
 	keep := m.keep(question)
 	for _, li := range langOrder(prefer) {
 		ix := m.indexes[li]
@@ -364,19 +364,17 @@ func (m *Matcher) rank(question string, prefer Lang, home int) ranking {
 // advisers call me?" asks for a person whatever else it says; "who should be our contact person for
 // whistleblowing?" does not, and neither does "could you explain human rights due diligence?". A message that only
 // names such people ("agent humain", "Mitarbeiter bitte") asks for them too.
-func (m *Matcher) asks(question string) bool {
-	folded := foldPhrase(question)
+func (m *Matcher) asks(folded string, tokens []token) bool {
 	words := map[string]bool{}
 	for _, w := range strings.Fields(folded) {
 		words[w] = true
 	}
-	tokens := m.syn.tokens(folded)
 	for li, rw := range m.requests {
 		terms := map[string]bool{}
 		ix := m.indexes[li]
 		for _, w := range ix.an.words(tokens) {
 			terms[w.term] = true
-			if _, known := ix.terms[w.term]; !known && !isWord(w.surface) {
+			if _, known := ix.terms[w.term]; !known {
 				if t, ok := ix.correct(w.surface); ok { // "anrufn"
 					terms[t] = true
 				}
@@ -396,12 +394,7 @@ func (m *Matcher) asks(question string) bool {
 // keep returns the words of a question that typo correction leaves alone: the words of every index, and the words
 // the question writes in capitals, which are names and acronyms ("AENOR" is not "menor").
 func (m *Matcher) keep(question string) func(string) bool {
-	names := map[string]bool{}
-	for _, raw := range acronyms(question) {
-		for _, w := range strings.Fields(foldPhrase(raw)) {
-			names[w] = true
-		}
-	}
+	names := foldedAcronyms(question)
 	return func(w string) bool { return m.known[w] || names[w] }
 }
 
@@ -429,13 +422,8 @@ func (m *Matcher) Match(question string, hint Hint) Result {
 }
 
 func (m *Matcher) match(question string, hint Hint) (Result, ranking) {
-	// Small talk is recognised whole: one of its phrasings, or a short message in their words. Its phrasings are
-	// the message itself, so their languages are evidence of the message's.
-	st, said := m.said[foldPhrase(question)]
-	if !said {
-		st.entry, st.langs = m.smallTalk(question)
-	}
-	lang, sure := m.replyLang(question, st.langs, hint)
+	folded := foldPhrase(question)
+	st, said, lang, sure := m.readLang(question, folded, hint)
 	if said {
 		return m.smallTalkResult(st.entry, lang)
 	}
@@ -443,13 +431,25 @@ func (m *Matcher) match(question string, hint Hint) (Result, ranking) {
 	if sure {
 		home = slices.Index(Langs, lang)
 	}
-	r := m.rank(question, lang, home)
+	r := m.rank(question, folded, lang, home)
 	if st.entry != nil && r.handoff < m.cfg.Human && !r.asks { // not "a human, not a bot"
 		return m.smallTalkResult(st.entry, lang)
 	}
 	res := Result{Lang: lang}
 	m.decide(r, &res)
 	return res, r
+}
+
+// readLang finds the small talk a question may be and the language to reply in. Small talk is recognised whole:
+// one of its phrasings (said), or a short message in their words (st.entry without said). Its phrasings are the
+// message itself, so their languages are evidence of the message's.
+func (m *Matcher) readLang(question, folded string, hint Hint) (st smallTalk, said bool, lang Lang, sure bool) {
+	st, said = m.said[folded]
+	if !said {
+		st.entry, st.langs = m.smallTalk(folded)
+	}
+	lang, sure = m.replyLang(question, folded, st.langs, hint)
+	return st, said, lang, sure
 }
 
 func (m *Matcher) smallTalkResult(e *Entry, lang Lang) (Result, ranking) {
@@ -471,8 +471,8 @@ const (
 // "ISO 26000"), the chat app's language, then the conversation's, then the platform's default. Never the language
 // of whichever phrasing matched: acronyms and loanwords are in the phrasings of every language. sure reports
 // whether the words alone left no doubt.
-func (m *Matcher) replyLang(question string, said []Lang, hint Hint) (lang Lang, sure bool) {
-	votes := m.langVotes(question)
+func (m *Matcher) replyLang(question, folded string, said []Lang, hint Hint) (lang Lang, sure bool) {
+	votes := m.langVotes(question, folded)
 	for _, l := range said { // "danke" says German; "ok", said everywhere, says little
 		votes[slices.Index(Langs, l)] += 1 / float64(len(said))
 	}
@@ -580,27 +580,22 @@ var fromWhatlang = map[whatlanggo.Lang]Lang{
 // holds ("the", "und", "per", "les", "una") are strong, and so are words that only some languages have ("huella").
 // Each stop word votes for its languages, each word of the word lists shares wordVote among its languages, and
 // whatlanggo adds its confidence (0 to 1) to its guess. A language with at least one vote is evidence.
-func (m *Matcher) langVotes(question string) [5]float64 {
+func (m *Matcher) langVotes(question, folded string) [5]float64 {
 	if len(question) > MaxQuery {
 		question = question[:MaxQuery]
 	}
 	var votes [5]float64
-	names := acronyms(question)
-	for _, raw := range strings.Fields(question) {
-		if slices.Contains(names, raw) { // "ESA" is not the Spanish "esa"
-			continue
-		}
-		for _, w := range strings.Fields(foldPhrase(raw)) {
+	names := foldedAcronyms(question)
+	for _, w := range strings.Fields(folded) {
+		if !names[w] { // "ESA" is not the Spanish "esa"
 			for i, stop := range m.stopWords {
 				if stop[w] {
 					votes[i]++
 				}
 			}
 		}
-	}
-	// A longer word found in the word lists of some of the languages only votes for them, with half a stop
-	// word's weight shared among them: "huella" is Spanish, "carbono" Spanish or Italian.
-	for _, w := range strings.Fields(foldPhrase(question)) {
+		// A longer word found in the word lists of some of the languages only votes for them, with half a stop
+		// word's weight shared among them: "huella" is Spanish, "carbono" Spanish or Italian.
 		var in []int
 		for li := range Langs {
 			if isWordIn(w, li) {
@@ -627,19 +622,25 @@ func (m *Matcher) langVotes(question string) [5]float64 {
 	return votes
 }
 
-// acronyms returns the words of a question written in capitals only ("AENOR", "CSRD"), unless the whole message
-// is: shouting is no list of names.
-func acronyms(question string) []string {
+// foldedAcronyms returns, folded, the words of a question written in capitals only ("AENOR", "CSRD"), unless the
+// whole message is: shouting is no list of names. It is nil when there are none.
+func foldedAcronyms(question string) map[string]bool {
 	if len(question) > MaxQuery {
 		question = question[:MaxQuery]
 	}
 	if !strings.ContainsFunc(question, unicode.IsLower) {
 		return nil
 	}
-	var out []string
-	for _, w := range strings.Fields(question) {
-		if acronym(w) {
-			out = append(out, w)
+	var out map[string]bool
+	for _, raw := range strings.Fields(question) {
+		if !acronym(raw) {
+			continue
+		}
+		if out == nil {
+			out = map[string]bool{}
+		}
+		for _, w := range strings.Fields(foldPhrase(raw)) {
+			out[w] = true
 		}
 	}
 	return out
@@ -822,10 +823,10 @@ type queryVec struct {
 }
 
 // query analyses a question into a weighted vector of the index's terms; li is the index's language and home the
-// question's, both as positions in Langs (home -1 when the question's language is not clear). A word that no language's index knows is
-// corrected to a known word one or two typos away unless it is a real word (isWord), or split into two known words
-// (German compounds); failing that, or when the word belongs to another language, it only adds to the vector's
-// length.
+// question's, both as positions in Langs (home -1 when the question's language is not clear). A word that no
+// language's index knows is corrected to a known word one or two typos away unless it is a real word (isWord), or
+// split into two known words (German compounds); failing that, or when the word belongs to another language, it
+// only adds to the vector's length.
 func (ix *index) query(tokens []token, keep func(string) bool, li, home int) queryVec {
 	var q queryVec
 	add := func(id int32, w float64) {
@@ -857,14 +858,10 @@ func (ix *index) query(tokens []token, keep func(string) bool, li, home int) que
 			unknown += ix.unknown * ix.unknown
 			continue
 		}
-		// A real word of one of the languages is not a typo, however close to a known word: "carbonara" is not
-		// "carbon", "Milan" is not "bilan".
-		if !isWord(w.surface) {
-			if term, ok := ix.correct(w.surface); ok {
-				id := ix.terms[term]
-				add(id, ix.idf[id]*typoWeight)
-				continue
-			}
+		if term, ok := ix.correct(w.surface); ok {
+			id := ix.terms[term]
+			add(id, ix.idf[id]*typoWeight)
+			continue
 		}
 		if a, b, ok := ix.split(w.surface); ok {
 			add(ix.terms[a], ix.idf[ix.terms[a]]*typoWeight)
@@ -892,7 +889,9 @@ const typoWeight = 0.8
 // deleted, which finds every word one edit away and those two edits away by two substitutions or an insertion
 // and a deletion; the edit distance then decides.
 func (ix *index) correct(w string) (string, bool) {
-	if len(w) < minFuzzy || len(w) > maxFuzzy || isDigit(w) {
+	// A real word of one of the languages is not a typo, however close to a known word: "carbonara" is not
+	// "carbon", "Milan" is not "bilan".
+	if len(w) < minFuzzy || len(w) > maxFuzzy || isDigit(w) || isWord(w) {
 		return "", false
 	}
 	maxDist := 1
@@ -1087,7 +1086,7 @@ func (ix *index) read(q queryVec) []readTerm {
 // Alternatives returns the likely entries for question other than the one already shown, for a person who said
 // the answer did not help: up to MaxSuggestions that reach the suggestion threshold.
 func (m *Matcher) Alternatives(question string, lang Lang, shown string) []Scored {
-	r := m.rank(question, lang, -1)
+	r := m.rank(question, foldPhrase(question), lang, -1)
 	others := slices.DeleteFunc(r.ranked, func(s Scored) bool { return s.Entry.ID == shown })
 	return m.suggestions(others)
 }

@@ -179,16 +179,7 @@ func TestEvalBars(t *testing.T) {
 		{"testdata/holdout.tsv", 20, 20},
 	} {
 		t.Run(tt.file, func(t *testing.T) {
-			f, err := os.Open(tt.file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			cases, err := ParseEval(f, tt.file, m.Base())
-			if err != nil {
-				t.Fatal(err)
-			}
-			rep := Evaluate(m, cases)
+			rep := Evaluate(m, readEval(t, m.Base(), tt.file))
 			var out strings.Builder
 			rep.Print(&out)
 			t.Log("\n" + out.String())
@@ -251,6 +242,21 @@ func TestMatchKinds(t *testing.T) {
 	}
 }
 
+// readEval reads an evaluation set of testdata, failing the test on any problem.
+func readEval(tb testing.TB, b *Base, file string) []Case {
+	tb.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
+	cases, err := ParseEval(f, file, b)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cases
+}
+
 // TestEvalSetsParse checks that every evaluation set names only entries that exist, and that the blind set has
 // what its use needs: at least 500 questions of every kind, 60 or more per language, a fifth of them held out. The
 // blind sets are scored by `csrdesk faq eval`; blind-holdout.tsv is kept for checking a finished change, so no test
@@ -260,15 +266,7 @@ func TestEvalSetsParse(t *testing.T) {
 	blind, held := 0, 0
 	kinds, langs := map[Kind]int{}, map[Lang]int{}
 	for _, file := range []string{"testdata/eval.tsv", "testdata/holdout.tsv", "testdata/blind.tsv", "testdata/blind-holdout.tsv"} {
-		f, err := os.Open(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cases, err := ParseEval(f, file, m.Base())
-		f.Close()
-		if err != nil {
-			t.Error(err)
-		}
+		cases := readEval(t, m.Base(), file)
 		if !strings.HasPrefix(file, "testdata/blind") {
 			continue
 		}

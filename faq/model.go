@@ -2,8 +2,8 @@
 
 package faq
 
-// modelWeights are the confidence model's weights, in the order of the features, learned from 1219 questions
-// of testdata/eval.tsv, testdata/holdout.tsv, testdata/blind.tsv and 200 of noise.
+// modelWeights are the confidence model's weights, in the order of the features, learned from 1219 examples:
+// the questions of testdata/eval.tsv, testdata/holdout.tsv, testdata/blind.tsv and 200 strings of noise.
 var modelWeights = []float64{-1.7953, 1.5848, 2.2204, 0.5269, 2.2900, 2.6708, -0.7511, -0.5323, 3.9132, -0.1851, 0.7678, -1.9852}
 
 // modelAnswer is the lowest confidence at which answers were right 98 times in 100 on questions the model was
