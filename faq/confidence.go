@@ -117,10 +117,10 @@ func confidenceExamples(m *Matcher, cases []Case) (xs [][]float64, ys []bool) {
 // confidenceExample is the confidence model's example for a labelled question the matcher ranked as r: the
 // features of the best-ranked entry and whether answering with it is right (the expected entry; for an
 // out-of-scope question, any out-of-scope entry). ok is false for what is decided before the model: requests for a
-// person (by m's human threshold), small talk, empty questions.
+// person (by m's human threshold), questions declined by their words, small talk, empty questions.
 func (m *Matcher) confidenceExample(c Case, lang Lang, r ranking) (x []float64, right, ok bool) {
 	if c.Expect == ExpectHuman || c.Kind == KindSmallTalk || c.Kind == KindThanks ||
-		r.from == nil || r.empty || r.asks || r.handoff >= m.cfg.Human || len(r.ranked) == 0 {
+		r.from == nil || r.empty || r.asks || r.refusal != nil || r.handoff >= m.cfg.Human || len(r.ranked) == 0 {
 		return nil, false, false
 	}
 	top := r.ranked[0].Entry

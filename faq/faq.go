@@ -88,6 +88,10 @@ func (e *Entry) Scoped() bool { return e.Kind == KindAnswer }
 type Text struct {
 	Questions []string
 	Answer    string
+	// When, for an out-of-scope entry, are groups of words that make a question this entry's whatever topic words
+	// it has: one word of every group ("recommend" and "consultant" decline "which consultant do you recommend for
+	// ISO 14001?"). Words are compared like the questions: case, accents and word endings aside.
+	When [][]string
 }
 
 // In returns the entry's text in lang, or in English when lang is missing.
@@ -135,7 +139,8 @@ func (b *Base) TopicEntries(topic string) []*Entry {
 
 // RequestWords are the words that make a question a request for a person: it names someone who could help (People)
 // and a way of getting in touch (Contact), with a word pointing at the platform or the person asking (Addressed) or
-// the words of a request (Asking).
+// the words of a request (Asking). A question that names contact details (Details: "address", "number") asks
+// where to write rather than to be contacted, unless it names the person asking as the one to reach (Me: "call me").
 type RequestWords struct {
-	People, Contact, Addressed, Asking []string
+	People, Contact, Addressed, Asking, Details, Me []string
 }

@@ -337,7 +337,7 @@ func (l *loader) handoff(b *Base) {
 	l.fields(file, root, "handoff.yaml", langNames(), func(key string, k, v *yaml.Node) {
 		lang := Lang(key)
 		var rw RequestWords
-		l.fields(file, v, key, []string{"phrasings", "people", "contact", "addressed", "asking"}, func(field string, k, v *yaml.Node) {
+		l.fields(file, v, key, []string{"phrasings", "people", "contact", "addressed", "asking", "details", "me"}, func(field string, k, v *yaml.Node) {
 			list := l.strs(file, v, key+" "+field)
 			switch field {
 			case "phrasings":
@@ -350,6 +350,10 @@ func (l *loader) handoff(b *Base) {
 				rw.Addressed = list
 			case "asking":
 				rw.Asking = list
+			case "details":
+				rw.Details = list
+			case "me":
+				rw.Me = list
 			}
 		})
 		b.Requests[lang] = rw
@@ -421,6 +425,11 @@ func (l *loader) entry(file string) *Entry {
 	before := len(l.problems)
 	related := map[string]int{}
 	topicLine := 0
+	for i := 0; root.Kind == yaml.MappingNode && i+1 < len(root.Content); i += 2 { // the texts depend on the kind
+		if root.Content[i].Value == "kind" {
+			e.Kind = Kind(root.Content[i+1].Value)
+		}
+	}
 	ok := l.fields(file, root, "entry", entryFields, func(key string, k, v *yaml.Node) {
 		switch key {
 		case "kind":
@@ -464,7 +473,7 @@ func (l *loader) entry(file string) *Entry {
 				l.problems = append(l.problems, Problem{File: file, Line: k.Line, Msg: "to fill in: " + oneLine(s), Note: true})
 			}
 		default:
-			e.Text[Lang(key)] = l.text(file, k, v, Lang(key))
+			e.Text[Lang(key)] = l.text(file, k, v, Lang(key), e.Kind)
 		}
 	})
 	if !ok {
@@ -494,9 +503,9 @@ func (l *loader) entry(file string) *Entry {
 	return e
 }
 
-func (l *loader) text(file string, k, v *yaml.Node, lang Lang) Text {
+func (l *loader) text(file string, k, v *yaml.Node, lang Lang, kind Kind) Text {
 	var t Text
-	l.fields(file, v, string(lang), []string{"questions", "answer"}, func(key string, _, n *yaml.Node) {
+	l.fields(file, v, string(lang), []string{"questions", "answer", "when"}, func(key string, k, n *yaml.Node) {
 		switch key {
 		case "questions":
 			t.Questions = l.strs(file, n, string(lang)+" questions")
@@ -510,6 +519,20 @@ func (l *loader) text(file string, k, v *yaml.Node, lang Lang) Text {
 					l.errorf(file, n.Content[i].Line, "%s question %q is listed twice", lang, q)
 				} else {
 					seen[key] = true
+				}
+			}
+		case "when":
+			if kind != KindOutOfScope {
+				l.errorf(file, k.Line, "%s when: only out-of-scope entries decline questions by their words", lang)
+				return
+			}
+			if n.Kind != yaml.SequenceNode || len(n.Content) == 0 {
+				l.errorf(file, n.Line, "%s when must be a list of word lists", lang)
+				return
+			}
+			for _, g := range n.Content {
+				if words := l.strs(file, g, string(lang)+" when group"); len(words) > 0 {
+					t.When = append(t.When, words)
 				}
 			}
 		case "answer":

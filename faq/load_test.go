@@ -136,6 +136,8 @@ func TestLoadProblems(t *testing.T) {
 		{"stop word of two words", "stopwords.yaml", "en: [actually, thank you]\n", []string{`stopwords.yaml:1: stop word "thank you" must be one word`}},
 		{"handoff language missing", "handoff.yaml", "en: {phrasings: [talk to a human, operator]}\n", []string{"handoff.yaml:1: handoff.yaml needs at least 2 phrasings in de"}},
 		{"handoff unknown list", "handoff.yaml", strings.Replace(testHandoff, "  people:", "  peeple:", 1), []string{`handoff.yaml:3: unknown field "peeple" in en`}},
+		{"when on an answer", "entries/csrd.yaml", strings.Replace(valid, "  answer: |\n    csrd explained in it.", "  when: [[recommend], [consultant]]\n  answer: |\n    csrd explained in it.", 1), []string{"it when: only out-of-scope entries decline questions by their words"}},
+		{"when not a list of lists", "entries/csrd.yaml", "kind: out-of-scope\n" + strings.Replace(valid, "  answer: |\n    csrd explained in it.", "  when: recommend\n  answer: |\n    csrd explained in it.", 1), []string{"it when must be a list of word lists"}},
 		{"handoff old shape", "handoff.yaml", "en: [talk to a human, operator]\n", []string{"handoff.yaml:1: en must be a mapping of fields"}},
 	}
 	for _, tt := range tests {

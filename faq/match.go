@@ -88,11 +88,18 @@ type Matcher struct {
 	chat     []chatPhrase
 	stop     map[string]bool // the stop words of every language, folded
 	requests []requestWords  // per language, in the order of Langs
+	refusals [][]refusal     // per language: the out-of-scope entries' When words
+}
+
+// refusal is an out-of-scope entry's When in one language: a question with a word of every group is declined.
+type refusal struct {
+	entry  *Entry
+	groups []wordSet
 }
 
 // requestWords are one language's RequestWords, folded, with their stems: "consultants" is "consultant".
 type requestWords struct {
-	people, contact, addressed, asking wordSet
+	people, contact, addressed, asking, details, me wordSet
 }
 
 type wordSet struct {
@@ -187,7 +194,20 @@ func NewMatcher(b *Base, cfg Config) *Matcher {
 			contact:   newWordSet(an, m.syn, rw.Contact),
 			addressed: newWordSet(an, m.syn, rw.Addressed),
 			asking:    newWordSet(an, m.syn, rw.Asking),
+			details:   newWordSet(an, m.syn, rw.Details),
+			me:        newWordSet(an, m.syn, rw.Me),
 		})
+		var refusals []refusal
+		for _, e := range b.Entries {
+			if when := e.Text[lang].When; e.Kind == KindOutOfScope && len(when) > 0 {
+				rf := refusal{entry: e}
+				for _, g := range when {
+					rf.groups = append(rf.groups, newWordSet(an, m.syn, g))
+				}
+				refusals = append(refusals, rf)
+			}
+		}
+		m.refusals = append(m.refusals, refusals)
 	}
 	for _, lang := range Langs {
 		m.stopWords = append(m.stopWords, standardStopWords(lang))
@@ -319,6 +339,7 @@ type ranking struct {
 	queries []queryVec // per language index: the question as that index read it
 	handoff float64    // how much the question reads as a request for a person
 	asks    bool       // the question has the words of a request for a person (requestWords)
+	refusal *Entry     // the out-of-scope entry whose When words the question has
 	empty   bool       // no word of the question survived analysis
 }
 
@@ -327,7 +348,8 @@ type ranking struct {
 func (m *Matcher) rank(question, folded string, prefer Lang, home int) ranking {
 	tokens := m.syn.tokens(folded)
 	scores := make([]float64, len(m.base.Entries)+1)
-	r := ranking{empty: true, asks: m.asks(folded, tokens), from: make([]int8, len(scores)), queries: make([]queryVec, len(Langs))}
+	rd := m.read(folded, tokens)
+	r := ranking{empty: true, asks: m.asks(folded, rd), refusal: m.refusal(folded, rd), from: make([]int8, len(scores)), queries: make([]queryVec, len(Langs))}
 	keep := m.keep(question)
 	for _, li := range langOrder(prefer) {
 		ix := m.indexes[li]
@@ -359,28 +381,47 @@ func (m *Matcher) rank(question, folded string, prefer Lang, home int) ranking {
 	return r
 }
 
-// asks reports whether a question, in one language, names someone of people and a way of getting in touch
-// (contact), and points at the platform or the person asking (addressed) or asks (asking): "could one of your
-// advisers call me?" asks for a person whatever else it says; "who should be our contact person for
-// whistleblowing?" does not, and neither does "could you explain human rights due diligence?". A message that only
-// names such people ("agent humain", "Mitarbeiter bitte") asks for them too.
-func (m *Matcher) asks(folded string, tokens []token) bool {
-	words := map[string]bool{}
+// read is a question's words as the request and refusal words see them: its folded words, and per language its
+// terms (stems), with a typo of a known word read as that word ("anrufn").
+type read struct {
+	words map[string]bool
+	terms []map[string]bool // per language index
+}
+
+func (m *Matcher) read(folded string, tokens []token) read {
+	rd := read{words: map[string]bool{}}
 	for _, w := range strings.Fields(folded) {
-		words[w] = true
+		rd.words[w] = true
 	}
-	for li, rw := range m.requests {
+	for _, ix := range m.indexes {
 		terms := map[string]bool{}
-		ix := m.indexes[li]
 		for _, w := range ix.an.words(tokens) {
 			terms[w.term] = true
 			if _, known := ix.terms[w.term]; !known {
-				if t, ok := ix.correct(w.surface); ok { // "anrufn"
+				if t, ok := ix.correct(w.surface); ok {
 					terms[t] = true
 				}
 			}
 		}
+		rd.terms = append(rd.terms, terms)
+	}
+	return rd
+}
+
+// asks reports whether a question, in one language, names someone of people and a way of getting in touch
+// (contact), and points at the platform or the person asking (addressed) or asks (asking): "could one of your
+// advisers call me?" asks for a person whatever else it says; "who should be our contact person for
+// whistleblowing?" does not, and neither does "could you explain human rights due diligence?". A message that only
+// names such people ("agent humain", "Mitarbeiter bitte") asks for them too. One that names contact details asks
+// where to write ("is there an email address of your team?") unless the person asking is the one to reach
+// ("please ring me, my number is in my profile").
+func (m *Matcher) asks(folded string, rd read) bool {
+	for li, rw := range m.requests {
+		words, terms := rd.words, rd.terms[li]
 		if !rw.people.in(folded, words, terms) {
+			continue
+		}
+		if rw.details.in(folded, words, terms) && !rw.me.in(folded, words, terms) {
 			continue
 		}
 		if rw.onlyPeople(terms) ||
@@ -389,6 +430,25 @@ func (m *Matcher) asks(folded string, tokens []token) bool {
 		}
 	}
 	return false
+}
+
+// refusal returns the out-of-scope entry whose When words the question has, in any language, or nil.
+func (m *Matcher) refusal(folded string, rd read) *Entry {
+	for li, rfs := range m.refusals {
+		for _, rf := range rfs {
+			all := true
+			for _, g := range rf.groups {
+				if !g.in(folded, rd.words, rd.terms[li]) {
+					all = false
+					break
+				}
+			}
+			if all {
+				return rf.entry
+			}
+		}
+	}
+	return nil
 }
 
 // keep returns the words of a question that typo correction leaves alone: the words of every index, and the words
@@ -526,6 +586,9 @@ func (m *Matcher) decide(r ranking, res *Result) {
 		return
 	case r.handoff >= m.cfg.Human || r.asks:
 		res.Decision, res.Reason, res.Score = Escalate, ReasonHuman, r.handoff
+		return
+	case r.refusal != nil: // declined whatever topic words it has: "which consultant do you recommend for ISO 14001?"
+		res.Decision, res.Entry, res.Score, res.Confidence = Answer, r.refusal, 1, 1
 		return
 	}
 	var s1 float64

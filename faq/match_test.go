@@ -335,6 +335,22 @@ func TestHandoff(t *testing.T) {
 			t.Errorf("%q escalated as a request for a person", q)
 		}
 	}
+	// Asking for the platform's address is a question for the bot; naming one's own number is still a request.
+	for _, tt := range []struct {
+		q     string
+		human bool
+	}{
+		{"Is there an email address or phone number for the people who run this platform?", false},
+		{"adresse mail ou numéro de l'équipe qui gère la plateforme svp", false},
+		{"Unter welcher Adresse kann ich dem Plattform-Team schreiben?", false},
+		{"Could someone from your team call me? My number is 0171 2345678.", true},
+		{"vorrei che un consulente mi chiamasse, il mio numero è nel profilo", true},
+	} {
+		r := m.Match(tt.q, Hint{})
+		if human := r.Decision == Escalate && r.Reason == ReasonHuman; human != tt.human {
+			t.Errorf("%q: escalated as a request for a person %v, want %v", tt.q, human, tt.human)
+		}
+	}
 	asked, escalated := 0, 0
 	for _, lang := range Langs {
 		h, o := got[string(lang)+" human"], got[string(lang)+" other"]
@@ -352,6 +368,27 @@ func TestHandoff(t *testing.T) {
 	}
 	if escalated < asked*9/10 {
 		t.Errorf("%d of %d requests for a person escalated, want at least 90%%", escalated, asked)
+	}
+}
+
+// TestRefusalWords: an out-of-scope entry's When words decline a question whatever topic words it has, and words
+// of one group alone do not ("best practice", "machine tool").
+func TestRefusalWords(t *testing.T) {
+	m := mustMatcher(t)
+	for _, tt := range []struct{ q, want string }{
+		{"quel organisme certificateur vous conseillez pour l'ISO 14001 dans le Grand Est ?", "out-of-scope-recommend"},
+		{"que consultora de sostenibilidad nos recomendais para preparar la evaluacion de EcoVadis?", "out-of-scope-recommend"},
+		{"Which consultant would you recommend for our first CSRD report?", "out-of-scope-recommend"},
+		{"Welche Software für die CO2-Bilanz könnt ihr empfehlen?", "out-of-scope-recommend"},
+		{"mi consigliate un software per calcolare la carbon footprint?", "out-of-scope-recommend"},
+		{"looking for real examples, best practice cases from other machine tool builders", ""},
+		{"minerales de conflicto, como nos afecta si compramos herramientas de metal duro?", ""},
+	} {
+		r := m.Match(tt.q, Hint{})
+		refused := r.Decision == Answer && r.Entry.ID == "out-of-scope-recommend"
+		if refused != (tt.want != "") {
+			t.Errorf("Match(%q) = %s %v, want declined %v", tt.q, r.Decision, r.Entry, tt.want != "")
+		}
 	}
 }
 
