@@ -516,6 +516,17 @@ func (m *Matcher) smallTalkResult(e *Entry, lang Lang) (Result, ranking) {
 	return Result{Decision: Answer, Entry: e, Score: 1, Lang: lang}, ranking{ranked: []Scored{{Entry: e, Score: 1}}}
 }
 
+// ownWords are short words of chat that only one of the languages writes, accents and all: the standard stop-word
+// lists leave out question words ("qué", "où") and chat abbreviations ("svp"), and the word lists are folded.
+var ownWords = map[string]Lang{
+	"qué": "es", "cómo": "es", "cuál": "es", "cuáles": "es", "dónde": "es", "cuándo": "es", "quién": "es",
+	"cuánto": "es", "cuánta": "es", "cuántos": "es", "cuántas": "es", "más": "es", "está": "es", "también": "es",
+	"porfa": "es",
+	"où":    "fr", "ça": "fr", "très": "fr", "déjà": "fr", "svp": "fr", "stp": "fr",
+	"è": "it", "più": "it", "perché": "it", "cioè": "it", "così": "it", "già": "it", "può": "it",
+	"für": "de", "über": "de", "gibt": "de",
+}
+
 // wordVote is what a word of the word lists (isWordIn) adds to the languages it belongs to.
 const wordVote = 0.5
 
@@ -669,6 +680,12 @@ func (m *Matcher) langVotes(question, folded string) [5]float64 {
 			for _, li := range in {
 				votes[li] += wordVote / float64(len(in))
 			}
+		}
+	}
+	// Words only one of the languages writes so; folding makes "qué" the "que" of three languages.
+	for _, w := range strings.FieldsFunc(strings.ToLower(question), func(r rune) bool { return !unicode.IsLetter(r) }) {
+		if l, ok := ownWords[w]; ok {
+			votes[slices.Index(Langs, l)]++
 		}
 	}
 	// Letters only one of the languages writes; folding drops them.

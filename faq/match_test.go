@@ -83,6 +83,8 @@ func TestMatchLanguage(t *testing.T) {
 		{"csrd?", Hint{}, "en"},
 		{"danke", Hint{}, "de"},
 		{"grazie mille!", Hint{App: "en"}, "it"},
+		{"iso 50001 en qué consiste", Hint{}, "es"}, // "qué" is only Spanish, folded "que" of three languages
+		{"rse definition simple svp", Hint{}, "fr"},
 	}
 	for _, tt := range tests {
 		if got := m.Match(tt.q, tt.hint).Lang; got != tt.want {

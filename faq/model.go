@@ -2,10 +2,10 @@
 
 package faq
 
-// modelWeights are the confidence model's weights, in the order of the features, learned from 1214 examples:
+// modelWeights are the confidence model's weights, in the order of the features, learned from 1415 examples:
 // the questions of testdata/eval.tsv, testdata/holdout.tsv, testdata/blind.tsv and 200 strings of noise.
-var modelWeights = []float64{-1.7959, 1.6633, 2.1772, 0.5428, 2.4104, 2.5926, -0.7139, -0.2188, 3.8951, -0.1974, 0.7721, -1.9393}
+var modelWeights = []float64{-1.5065, 1.5841, 2.0462, 0.4082, 2.3680, 2.4566, -0.8573, -0.2071, 3.4127, -0.1662, 0.9657, -2.0974}
 
 // modelAnswer is the lowest confidence at which answers were right 98 times in 100 on questions the model was
-// not trained on (five folds); it answered 76.0% of them.
-const modelAnswer = 0.835
+// not trained on (five folds); it answered 77.0% of them.
+const modelAnswer = 0.853
