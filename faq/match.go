@@ -87,6 +87,7 @@ type Matcher struct {
 	said     map[string]smallTalk
 	chat     []chatPhrase
 	stop     map[string]bool // the stop words of every language, folded
+	indexed  map[string]bool // the words of the indexes: of the entries other than small talk, and of handoff.yaml
 	requests []requestWords  // per language, in the order of Langs
 	refusals [][]refusal     // per language: the out-of-scope entries' When words
 }
@@ -234,11 +235,14 @@ func NewMatcher(b *Base, cfg Config) *Matcher {
 			}
 		}
 	}
-	m.known = map[string]bool{}
+	m.known, m.indexed = map[string]bool{}, map[string]bool{}
 	for _, ix := range m.indexes {
 		for w := range ix.surface {
-			m.known[w] = true
+			m.known[w], m.indexed[w] = true, true
 		}
+	}
+	for w := range b.Synonyms { // "rsc", which the indexes know as "csr"
+		m.indexed[w] = true
 	}
 	for _, cp := range m.chat {
 		for w := range cp.words {
@@ -270,11 +274,31 @@ func (m *Matcher) smallTalk(folded string) (*Entry, []Lang) {
 			covers[cp.entry] = m.vocabulary(cp.entry, words)
 		}
 	}
+	// The entry whose phrasings have the most of the message's words other than stop words wins, then its
+	// closest phrasing (Jaccard); when the message has such words, the winner has one: "du bist echt nutzlos" is
+	// an insult ("echt", "nutzlos"), not "bist du echt?".
+	own := map[*Entry]int{}
+	for _, w := range uniq(words) {
+		if m.stop[w] {
+			continue
+		}
+		for e := range covers {
+			if covers[e] && m.entryWord(e, w) {
+				own[e]++
+			}
+		}
+	}
+	content := 0
+	for _, w := range uniq(words) {
+		if !m.stop[w] {
+			content++
+		}
+	}
 	var best *chatPhrase
-	bestScore := 0.0
+	bestOwn, bestScore := 0, 0.0
 	for i := range m.chat {
 		cp := &m.chat[i]
-		if !covers[cp.entry] {
+		if !covers[cp.entry] || content > 0 && own[cp.entry] == 0 {
 			continue
 		}
 		shared := 0
@@ -283,8 +307,9 @@ func (m *Matcher) smallTalk(folded string) (*Entry, []Lang) {
 				shared++
 			}
 		}
-		if j := float64(shared) / float64(len(cp.words)+len(uniq(words))-shared); j > bestScore {
-			best, bestScore = cp, j
+		j := float64(shared) / float64(len(cp.words)+len(uniq(words))-shared)
+		if o := own[cp.entry]; o > bestOwn || o == bestOwn && j > bestScore {
+			best, bestOwn, bestScore = cp, o, j
 		}
 	}
 	if best == nil {
@@ -293,24 +318,26 @@ func (m *Matcher) smallTalk(folded string) (*Entry, []Lang) {
 	return best.entry, []Lang{best.lang}
 }
 
-// vocabulary reports whether every word that is not a stop word is a word of one of e's phrasings.
+// vocabulary reports whether every word that is not a stop word is a word of one of e's phrasings, or a word
+// the knowledge base's answers and questions never use: "danke, das hat mir echt weitergeholfen" is thanks, but
+// "thanks, and what about scope 3?" asks more.
 func (m *Matcher) vocabulary(e *Entry, words []string) bool {
 	for _, w := range words {
-		if m.stop[w] {
-			continue
-		}
-		found := false
-		for _, cp := range m.chat {
-			if cp.entry == e && cp.words[w] {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if !m.stop[w] && m.indexed[w] && !m.entryWord(e, w) {
 			return false
 		}
 	}
 	return true
+}
+
+// entryWord reports whether w is a word of one of e's phrasings.
+func (m *Matcher) entryWord(e *Entry, w string) bool {
+	for _, cp := range m.chat {
+		if cp.entry == e && cp.words[w] {
+			return true
+		}
+	}
+	return false
 }
 
 func uniq(words []string) []string {

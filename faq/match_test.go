@@ -373,6 +373,28 @@ func TestHandoff(t *testing.T) {
 	}
 }
 
+// TestSmallTalkWords: a short message of small-talk words and words the knowledge base never uses is small talk
+// of the entry with most of its words; one that also uses a word of the entries is not.
+func TestSmallTalkWords(t *testing.T) {
+	m := mustMatcher(t)
+	for _, tt := range []struct{ q, want string }{
+		{"ok perfetto mi hai aiutato", "smalltalk-thanks"},
+		{"Du bist echt nutzlos", "smalltalk-insult"},
+		{"you are useless", "smalltalk-insult"},
+		{"thanks, and what about scope 3?", ""},
+		{"que es la RSC? en cristiano por favor", ""},
+	} {
+		r := m.Match(tt.q, Hint{})
+		got := ""
+		if r.Decision == Answer && (r.Entry.Kind == KindSmallTalk || r.Entry.Kind == KindThanks) {
+			got = r.Entry.ID
+		}
+		if got != tt.want {
+			t.Errorf("Match(%q) = %s %v, want small talk %q", tt.q, r.Decision, r.Entry, tt.want)
+		}
+	}
+}
+
 // TestRefusalWords: an out-of-scope entry's When words decline a question whatever topic words it has, and words
 // of one group alone do not ("best practice", "machine tool").
 func TestRefusalWords(t *testing.T) {
